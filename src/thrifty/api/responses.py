@@ -1,0 +1,92 @@
+"""HTTP responses: JSON, OpenAI error envelopes, and server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from thrifty.errors import ThriftyError
+
+
+def json_response(
+    payload: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(orjson.dumps(payload), status, headers, media_type="application/json")
+
+
+def error_response(exc: ThriftyError, headers: dict[str, str] | None = None) -> Response:
+    merged = {**(headers or {}), **exc.headers}
+    return Response(exc.body(), exc.status, merged, media_type="application/json")
+
+
+class SSEResponse:
+    """Stream `data: …` events; stop producing as soon as the client goes away.
+
+    uvicorn's `send` silently drops bytes for a disconnected client, so a watcher waits on
+    `receive` for `http.disconnect` and cancels the producer: a local model must not keep
+    generating for nobody.
+    """
+
+    def __init__(
+        self,
+        events: AsyncIterator[bytes],
+        headers: dict[str, str],
+        on_close: Callable[[bool], None],
+    ) -> None:
+        self.events = events
+        self.headers = [(k.encode(), v.encode()) for k, v in headers.items()]
+        self.headers += [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
+        self.on_close = on_close  # called once with disconnected=True/False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        producer = asyncio.current_task()
+        disconnected = False
+        finished = False
+
+        async def watch() -> None:
+            nonlocal disconnected
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    if not finished and producer is not None:
+                        disconnected = True
+                        producer.cancel()
+                    return
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+            async for event in self.events:
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            finished = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not disconnected:
+                raise
+            if producer is not None:
+                producer.uncancel()  # we cancelled ourselves: the client left, nothing to raise
+        finally:
+            finished = True
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            with contextlib.suppress(Exception):
+                await self.events.aclose()  # type: ignore[attr-defined]
+            self.on_close(disconnected)
+
+
+def sse_event(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"
+
+
+SSE_DONE = b"data: [DONE]\n\n"

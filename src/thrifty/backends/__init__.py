@@ -1,0 +1,74 @@
+"""Backends answer requests; the registry maps every model name a client may use to one of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from thrifty.backends.base import Backend, Reply, StreamStats
+from thrifty.backends.llamacpp import LlamaServerBackend
+from thrifty.backends.models import model_display_name
+from thrifty.backends.openai_compat import OpenAICompatBackend
+from thrifty.config import Settings
+
+__all__ = ["Backend", "Registry", "Reply", "StreamStats", "Target", "build_registry"]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A place an answer can come from: its route name, backend, and the model name it expects."""
+
+    route: str  # "local" or the upstream alias; what x-thrifty-route says
+    backend: Backend
+    model: str
+    upstream: str | None = None  # upstream's name (for breakers and metrics); None for local
+
+
+class Registry:
+    """Model names -> targets. Built once from settings; read on every request."""
+
+    def __init__(self) -> None:
+        self.targets: dict[str, Target] = {}
+        self.backends: list[Backend] = []
+        self.local: LlamaServerBackend | None = None
+
+    def add(self, names: list[str], target: Target) -> None:
+        if target.backend not in self.backends:
+            self.backends.append(target.backend)
+        for name in names:
+            self.targets.setdefault(name, target)
+
+    def resolve(self, name: str) -> Target | None:
+        return self.targets.get(name)
+
+    def cloud_routes(self) -> list[str]:
+        return sorted({t.route for t in self.targets.values() if t.upstream is not None})
+
+    def names(self) -> list[str]:
+        return list(self.targets)
+
+
+def build_registry(settings: Settings) -> Registry:
+    registry = Registry()
+    local = settings.local
+    if local.enabled:
+        name = model_display_name(local.model)
+        backend = LlamaServerBackend(name, local, settings.home)
+        registry.local = backend
+        registry.add(["local", name, *local.aliases], Target("local", backend, name))
+    for up in settings.upstreams:
+        client = OpenAICompatBackend(
+            up.name,
+            up.base_url,
+            api_key=up.api_key(),
+            connect_timeout_s=up.connect_timeout_s,
+            timeout_s=up.timeout_s,
+        )
+        for alias, upstream_model in up.models.items():
+            registry.add([alias], Target(alias, client, upstream_model, upstream=up.name))
+    return registry
+
+
+def home_dir(settings: Settings) -> Path:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return settings.home

@@ -1,0 +1,245 @@
+"""The `thrifty` command. Verbs import their heavy parts lazily: `thrifty --help` stays instant."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from thrifty import __version__
+
+CONFIG_HELP = "YAML config file (default: $THRIFTY_CONFIG, else ./thrifty.yaml if present)."
+
+
+def _settings(config: str | None, **overrides: Any) -> Any:
+    from pydantic import ValidationError
+
+    from thrifty.config import load_settings
+
+    try:
+        return load_settings(config, **overrides)
+    except (ValidationError, FileNotFoundError) as exc:
+        raise click.ClickException(f"bad configuration: {exc}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="thrifty")
+def main() -> None:
+    """thrifty: one OpenAI-compatible endpoint that answers each request at the cheapest place
+    that meets its bar (the cache, a small local model, or a cloud model) and proves the saving.
+
+    \b
+    Quick start:
+      thrifty serve                      # bundled local model on http://127.0.0.1:8000/v1
+      thrifty chat "What is the capital of France?"
+      DEEPSEEK_API_KEY=sk-... thrifty serve   # adds deepseek-chat / deepseek-reasoner
+    """
+
+
+@main.command()
+@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@click.option("--host", help="Address to listen on [default: 127.0.0.1].")
+@click.option("--port", type=int, help="Port to listen on [default: 8000].")
+@click.option(
+    "-m", "--model", "local_model", help="Local model: smollm2-135m, gemma3-270m or a GGUF path."
+)
+@click.option(
+    "--alias", "aliases", multiple=True, help="Extra name for the local model (repeatable)."
+)
+@click.option(
+    "--home", type=click.Path(file_okay=False), help="State directory [default: ~/.thrifty]."
+)
+@click.option("--no-local", is_flag=True, help="Serve upstreams only, no local model.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(
+    config: str | None,
+    host: str | None,
+    port: int | None,
+    local_model: str | None,
+    aliases: tuple[str, ...],
+    home: str | None,
+    no_local: bool,
+    log_level: str | None,
+) -> None:
+    """Serve the OpenAI-compatible API.
+
+    \b
+    Examples:
+      thrifty serve
+      thrifty serve --port 8001 -m gemma3-270m --alias deepseek-chat
+      thrifty serve -c thrifty.yaml
+    Point any OpenAI client at http://HOST:PORT/v1 (model "local", an upstream alias, or "auto").
+    """
+    import uvicorn
+
+    from thrifty.api.app import build_app
+
+    settings = _settings(config, host=host, port=port, home=home, log_level=log_level)
+    if local_model:
+        settings.local.model = local_model
+    if aliases:
+        settings.local.aliases = [*settings.local.aliases, *aliases]
+    if no_local:
+        settings.local.enabled = False
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        app = build_app(settings)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"thrifty {__version__} on http://{settings.host}:{settings.port}/v1", err=True)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop" if _has("uvloop") else "asyncio",
+        http="httptools" if _has("httptools") else "h11",
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+@main.command()
+@click.argument("prompt", required=False)
+@click.option("-m", "--model", default="local", show_default=True, help="Model to ask.")
+@click.option("-s", "--system", help="System prompt.")
+@click.option("--max-tokens", type=int, default=512, show_default=True)
+@click.option("--temperature", type=float)
+@click.option(
+    "--url",
+    default=lambda: os.environ.get("THRIFTY_URL", "http://127.0.0.1:8000/v1"),
+    show_default="$THRIFTY_URL or http://127.0.0.1:8000/v1",
+    help="The thrifty (or any OpenAI-compatible) endpoint.",
+)
+@click.option("--show-route", is_flag=True, help="Print where the answer came from, and its cost.")
+def chat(
+    prompt: str | None,
+    model: str,
+    system: str | None,
+    max_tokens: int,
+    temperature: float | None,
+    url: str,
+    show_route: bool,
+) -> None:
+    """Ask one question; the answer streams to the terminal.
+
+    \b
+    Examples:
+      thrifty chat "What is the capital of France?"
+      thrifty chat -m deepseek-chat --system "Answer in one line." "为什么天空是蓝色的？"
+      echo "Summarize: ..." | thrifty chat
+    """
+    from thrifty.client import stream_chat
+
+    if prompt is None:
+        if sys.stdin.isatty():
+            raise click.UsageError("give a PROMPT, or pipe one on stdin")
+        prompt = sys.stdin.read()
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": prompt}
+    ]
+    body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
+    if temperature is not None:
+        body["temperature"] = temperature
+    api_key = os.environ.get("THRIFTY_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    try:
+        info = stream_chat(url, body, api_key, lambda text: click.echo(text, nl=False))
+    except ConnectionError as exc:
+        raise click.ClickException(
+            f"{exc}. Is the server running? Start it with `thrifty serve` (or `make run`)."
+        ) from None
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo()
+    if show_route:
+        click.echo(
+            f"[route={info.get('route')} reason={info.get('reason')} "
+            f"cost_usd={info.get('cost_usd')}]",
+            err=True,
+        )
+
+
+@main.group()
+def models() -> None:
+    """The models thrifty can serve."""
+
+
+@models.command("list")
+@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+def models_list(config: str | None) -> None:
+    """List model names clients may use: the local model, bundled models, upstream aliases."""
+    from thrifty.backends.models import BUNDLED, ModelUnavailable, resolve_model
+
+    settings = _settings(config)
+    local = settings.local
+    rows = []
+    if local.enabled:
+        rows.append(("local", f"-> {local.model}", "local engine (default)"))
+    for name, bundled in BUNDLED.items():
+        try:
+            where = str(resolve_model(name, settings.home)) if name == "smollm2-135m" else "bundled"
+        except ModelUnavailable as exc:
+            where = f"not installed ({exc})"
+        rows.append((name, where, bundled.description))
+    for name, path in local.models.items():
+        rows.append((name, path, "local GGUF"))
+    for up in settings.upstreams:
+        for alias, target in up.models.items():
+            rows.append((alias, f"{up.name}:{target}", up.base_url))
+    width = max(len(r[0]) for r in rows)
+    for name, where, about in rows:
+        click.echo(f"{name:<{width}}  {about}  [{where}]")
+
+
+@main.group()
+def config() -> None:
+    """Inspect configuration."""
+
+
+@config.command("show")
+@click.option("-c", "--config", "path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@click.option("--explain", is_flag=True, help="Print every field with its description.")
+def config_show(path: str | None, explain: bool) -> None:
+    """Print the effective configuration (file + THRIFTY_* env + defaults), secrets redacted."""
+    import yaml
+
+    from thrifty.config import Settings, describe
+
+    settings = _settings(path)
+    if explain:
+        click.echo(describe(Settings))
+        return
+    data = settings.model_dump(mode="json")
+    for up in data.get("upstreams", []):
+        env = up.get("api_key_env")
+        up["api_key"] = ("set" if os.environ.get(env) else "unset") if env else "none"
+    click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
+
+
+def _register_optional_commands() -> None:
+    """Verbs that live in their own modules; importing them is cheap (they import lazily)."""
+    from thrifty.commands import register
+
+    register(main)
+
+
+_register_optional_commands()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+
+
+__all__ = ["Path", "main"]

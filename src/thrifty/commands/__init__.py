@@ -1,0 +1,11 @@
+"""CLI verbs that live in their own modules, registered on the main group."""
+
+from __future__ import annotations
+
+import click
+
+
+def register(main: click.Group) -> None:
+    from thrifty.commands.tco import tco
+
+    main.add_command(tco)

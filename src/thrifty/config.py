@@ -1,0 +1,236 @@
+"""thrifty's settings: one pydantic-settings model.
+
+Sources, strongest first: keyword arguments (the CLI's flags), ``THRIFTY_*`` environment variables
+(nested fields with ``__``: ``THRIFTY_LOCAL__MODEL=gemma3-270m``), the YAML file named by
+``--config`` / ``THRIFTY_CONFIG`` (default ``./thrifty.yaml`` when it exists), then the defaults.
+Every field carries a description: ``thrifty config show --explain`` prints them, and
+``thrifty.example.yaml`` is written from them.
+
+Secrets are never written in the file itself: an upstream names the environment variable that
+holds its key (``api_key_env``), so ``config show`` and the logs never see it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from thrifty.costs.local import LocalCost
+
+DEEPSEEK_ALIASES = ("deepseek-chat", "deepseek-reasoner")
+DEFAULT_DEEPSEEK_URL = "https://api.deepseek.com"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LocalSettings(_Section):
+    """The local engine: llama.cpp's llama-server, managed as a subprocess."""
+
+    enabled: bool = Field(True, description="Serve a local model at all.")
+    model: str = Field(
+        "smollm2-135m",
+        description="Bundled model name (smollm2-135m, gemma3-270m), a name from `models`, "
+        "or a path to a GGUF file.",
+    )
+    models: dict[str, str] = Field(
+        default_factory=dict, description="Extra local models by name: name -> GGUF path."
+    )
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="More model names that this engine answers to (besides `local` and its name).",
+    )
+    threads: int | None = Field(None, description="CPU threads; default: all cores.", ge=1)
+    parallel: int = Field(4, description="Requests decoded together (llama-server slots).", ge=1)
+    ctx_size: int = Field(4096, description="Context window per slot, in tokens.", ge=256)
+    max_queue: int = Field(
+        16,
+        description="Requests allowed to wait for a slot; beyond it the gateway answers 503.",
+        ge=0,
+    )
+    llama_server: str | None = Field(
+        None,
+        description="Path to llama-server; default: $THRIFTY_LLAMA_SERVER, then next to the "
+        "Python interpreter (make installs it into .venv/bin), then PATH.",
+    )
+    port: int = Field(0, description="Port for llama-server on 127.0.0.1; 0 picks a free one.")
+    startup_timeout_s: float = Field(180, description="How long to wait for the model to load.")
+    request_timeout_s: float = Field(
+        300, description="Longest silence from the engine mid-request."
+    )
+    extra_args: list[str] = Field(
+        default_factory=list, description="Extra llama-server arguments, passed as they are."
+    )
+
+
+class BreakerSettings(_Section):
+    failures: int = Field(5, description="Failures within `window_s` that open the circuit.", ge=1)
+    window_s: float = Field(30, description="Sliding window for counting failures.", gt=0)
+    cooldown_s: float = Field(15, description="Open time before one probe request is let through.")
+
+
+class UpstreamSettings(_Section):
+    """An OpenAI-compatible upstream: DeepSeek, vLLM, SGLang, Ollama, llama-server, thrifty."""
+
+    name: str = Field(description="A name for logs and metrics.")
+    base_url: str = Field(description="Base URL up to and including /v1 when the server has it.")
+    api_key_env: str | None = Field(
+        None, description="Environment variable that holds the API key (keys never go in files)."
+    )
+    models: dict[str, str] = Field(
+        description="Model names clients use -> model names the upstream knows."
+    )
+    connect_timeout_s: float = Field(5, description="TCP connect timeout.", gt=0)
+    timeout_s: float = Field(60, description="Longest wait for the upstream's next byte.", gt=0)
+    max_retries: int = Field(2, description="Retries on connect errors, 429 and 5xx.", ge=0)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class LimitsSettings(_Section):
+    max_body_bytes: int = Field(4 * 1024 * 1024, description="Largest request body accepted.")
+    max_messages: int = Field(1024, description="Most messages in one chat request.")
+    max_tokens: int = Field(32768, description="Largest max_tokens a client may ask for.")
+
+
+class StoreSettings(_Section):
+    database_url: str | None = Field(
+        None, description="Request log database; default: SQLite at $THRIFTY_HOME/thrifty.db."
+    )
+    batch_size: int = Field(256, description="Rows written per batch by the request-log writer.")
+    flush_interval_s: float = Field(0.25, description="Longest a row waits before it is written.")
+
+
+class CostSettings(_Section):
+    baseline_model: str = Field(
+        "deepseek-chat", description="Cloud model whose price is the all-cloud baseline."
+    )
+    cny_per_usd: float = Field(7.2, description="Exchange rate for CNY prices and reports.", gt=0)
+    local_basis: Literal["marginal", "fully_loaded"] = Field(
+        "fully_loaded",
+        description="Local cost per request: power only, or power + depreciation + ops share.",
+    )
+    local: LocalCost = Field(
+        default_factory=LocalCost, description="The local machine's cost model (TCO)."
+    )
+
+
+class Settings(BaseSettings):
+    """Everything thrifty reads at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="THRIFTY_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8000, description="Port to listen on.")
+    home: Path = Field(
+        default_factory=lambda: Path("~/.thrifty"),
+        description="Where thrifty keeps its database and models ($THRIFTY_HOME).",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level."
+    )
+    default_model: str = Field("local", description="Model used when a request names none.")
+    local: LocalSettings = Field(default_factory=LocalSettings)
+    upstreams: list[UpstreamSettings] = Field(
+        default_factory=list, description="Cloud and other OpenAI-compatible upstreams."
+    )
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    costs: CostSettings = Field(default_factory=CostSettings)
+    prices: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra or overriding price tables by model (same schema as the shipped ones).",
+    )
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @model_validator(mode="after")
+    def _add_deepseek(self) -> Settings:
+        """DEEPSEEK_API_KEY alone makes DeepSeek's API an upstream (DEEPSEEK_BASE_URL moves it)."""
+        if not os.environ.get("DEEPSEEK_API_KEY"):
+            return self
+        if any(a in u.models for u in self.upstreams for a in DEEPSEEK_ALIASES):
+            return self
+        self.upstreams.append(
+            UpstreamSettings(
+                name="deepseek",
+                base_url=os.environ.get("DEEPSEEK_BASE_URL") or DEFAULT_DEEPSEEK_URL,
+                api_key_env="DEEPSEEK_API_KEY",
+                models={a: a for a in DEEPSEEK_ALIASES},
+            )
+        )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = config_path()
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    @property
+    def database_url(self) -> str:
+        return self.store.database_url or f"sqlite:///{self.home / 'thrifty.db'}"
+
+
+def config_path() -> Path | None:
+    """The YAML file to read: $THRIFTY_CONFIG, else ./thrifty.yaml when present."""
+    named = os.environ.get("THRIFTY_CONFIG")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        return path
+    local = Path("thrifty.yaml")
+    return local if local.is_file() else None
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from an optional config file plus overrides (the CLI's flags)."""
+    if config is not None:
+        os.environ["THRIFTY_CONFIG"] = str(config)
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def describe(model: type[BaseModel], prefix: str = "") -> str:
+    """Every field with its default and description, nested sections indented (for --explain)."""
+    lines = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            lines.append(f"{prefix}{name}:")
+            lines.append(describe(annotation, prefix + "  "))
+            continue
+        default = field.get_default(call_default_factory=True)
+        lines.append(f"{prefix}{name}: {default!r}  # {field.description or ''}".rstrip("# "))
+    return "\n".join(lines)

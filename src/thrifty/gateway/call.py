@@ -1,0 +1,137 @@
+"""The call stage: send the request to its targets in order, with retries and circuit breakers.
+
+Retries (jittered exponential backoff, honouring Retry-After) happen only for errors worth
+retrying (connect errors, 429, 5xx, a stream cut before its first byte) and never once a byte
+has reached the client. When a target fails for good, or its breaker is open, the next target in
+the route's list is tried. Client errors (400, context length) are not retried and not fallen
+back from: another model would refuse them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, cast
+
+from thrifty.backends import Reply, StreamStats, Target
+from thrifty.errors import Overloaded, ThriftyError, UpstreamError, UpstreamUnavailable
+from thrifty.gateway.breaker import CircuitBreaker
+from thrifty.gateway.context import RequestContext
+
+logger = logging.getLogger(__name__)
+
+_MAX_RETRY_AFTER_S = 10.0
+_FALLBACK_ERRORS = (UpstreamError, Overloaded)
+
+
+def upstream_body(ctx: RequestContext, target: Target) -> dict[str, Any]:
+    """The body the target receives: the client's, under the target's model name."""
+    body = dict(ctx.body)
+    body.pop("thrifty", None)  # our request extensions stay here
+    body["model"] = target.model
+    if ctx.stream:
+        body["stream_options"] = {"include_usage": True}  # metering needs it; stripped if unasked
+    return body
+
+
+def backoff_s(attempt: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return min(retry_after, _MAX_RETRY_AFTER_S)
+    return random.uniform(0, min(4.0, 0.25 * 2**attempt))  # full jitter
+
+
+class Caller:
+    def __init__(
+        self,
+        breakers: dict[str, CircuitBreaker],
+        retries: dict[str, int],
+        *,
+        on_retry: Callable[[str], None] | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self.breakers = breakers
+        self.retries = retries
+        self.on_retry = on_retry
+        self.sleep = sleep
+
+    async def complete(self, ctx: RequestContext) -> Reply:
+        async def attempt(target: Target, body: dict[str, Any]) -> Reply:
+            return await target.backend.complete(ctx.endpoint, body)
+
+        return await self._run(ctx, attempt)
+
+    async def stream(
+        self, ctx: RequestContext, stats: StreamStats
+    ) -> tuple[bytes | None, AsyncIterator[bytes]]:
+        """Open the stream and read its first payload; retries and fallback happen before it."""
+
+        async def attempt(target: Target, body: dict[str, Any]) -> tuple[bytes | None, Any]:
+            chunks = cast(
+                AsyncGenerator[bytes, None], target.backend.stream(ctx.endpoint, body, stats)
+            )
+            try:
+                first = await chunks.__anext__()
+            except StopAsyncIteration:
+                first = None
+            except BaseException:
+                await chunks.aclose()
+                raise
+            return first, self._watch(chunks, target)
+
+        return await self._run(ctx, attempt)
+
+    async def _run(
+        self, ctx: RequestContext, attempt: Callable[[Target, dict[str, Any]], Any]
+    ) -> Any:
+        error: ThriftyError | None = None
+        for target in ctx.targets:
+            breaker = self.breakers.get(target.upstream or "")
+            if breaker is not None and not breaker.allow():
+                error = UpstreamUnavailable(
+                    f"upstream {target.upstream} is failing; its circuit is open",
+                    headers={"retry-after": str(int(breaker.cooldown_s))},
+                )
+                continue
+            body = upstream_body(ctx, target)
+            tries = 1 + self.retries.get(target.upstream or "", 0)
+            for n in range(tries):
+                try:
+                    result = await attempt(target, body)
+                except _FALLBACK_ERRORS as exc:
+                    error = exc
+                    retryable = isinstance(exc, UpstreamError) and exc.retryable
+                    if breaker is not None and isinstance(exc, UpstreamError):
+                        breaker.record_failure()
+                    if not retryable or n + 1 == tries or (breaker and not breaker.allow()):
+                        break
+                    if self.on_retry is not None:
+                        self.on_retry(target.upstream or target.route)
+                    await self.sleep(backoff_s(n, getattr(exc, "retry_after", None)))
+                    continue
+                except BaseException:
+                    if breaker is not None:
+                        breaker.release()
+                    raise
+                if breaker is not None:
+                    breaker.record_success()
+                ctx.answered_by = target
+                ctx.route = target.route
+                return result
+            if len(ctx.targets) > 1:
+                logger.warning("request %s: %s failed (%s)", ctx.id, target.route, error)
+        if error is None:
+            raise UpstreamUnavailable("no target could take this request")
+        raise error
+
+    async def _watch(self, chunks: AsyncIterator[bytes], target: Target) -> AsyncIterator[bytes]:
+        """Pass the rest of a stream through; a failure mid-stream counts against the breaker."""
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except UpstreamError:
+            breaker = self.breakers.get(target.upstream or "")
+            if breaker is not None:
+                breaker.record_failure()
+            raise

@@ -1,0 +1,56 @@
+"""RequestContext: the one object every stage reads and annotates on a request's way through."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from thrifty.backends import Target
+    from thrifty.backends.base import Endpoint
+
+
+def new_request_id() -> str:
+    return "req-" + os.urandom(12).hex()
+
+
+@dataclass(slots=True)
+class RequestContext:
+    endpoint: Endpoint
+    body: dict[str, Any]  # the client's JSON, validated; what goes upstream is derived from it
+    model: str  # the model the client asked for
+    stream: bool
+    id: str = field(default_factory=new_request_id)
+    started: float = field(default_factory=time.perf_counter)
+    received_at: float = field(default_factory=time.time)
+    tenant: str = "default"
+    key_id: str | None = None
+
+    # what the stages decide
+    pii: frozenset[str] = frozenset()  # kinds of personal data found in the prompt
+    targets: list[Target] = field(default_factory=list)  # first is preferred, the rest fallbacks
+    route: str = ""  # where the answer came from: cache | local | an upstream alias
+    reason: str = ""  # why: model:<name>, rule:<name> ...
+    cache: str = ""  # cache outcome, when a cache stage ran
+    variant: str | None = None
+
+    # what happened
+    answered_by: Target | None = None
+    usage: dict[str, Any] | None = None
+    first_token_at: float | None = None
+    finished_at: float | None = None
+    status: int = 200
+    error_code: str | None = None
+    cost_nanos: int | None = None  # billed cost in nano-USD (None: not priced)
+    baseline_nanos: int | None = None  # what the reference cloud model would have cost
+    response_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def latency_s(self) -> float:
+        return (self.finished_at or time.perf_counter()) - self.started
+
+    @property
+    def ttft_s(self) -> float | None:
+        return None if self.first_token_at is None else self.first_token_at - self.started

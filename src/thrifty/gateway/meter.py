@@ -1,0 +1,66 @@
+"""Meter: what a request cost, and what the all-cloud baseline would have cost.
+
+- cloud: the price table in force at the request's time (hit/miss split, peak windows);
+- local: the machine's cost for the time the engine spent on the request. Requests decoded
+  together share the engine, so a request's wall time is divided by how many shared it;
+- cache: nothing.
+The baseline prices the same tokens on the reference cloud model (cache misses, unless the
+request went to that model and got hits). Money is integer nano-USD, so sums are exact.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from thrifty.backends import Registry
+from thrifty.config import CostSettings
+from thrifty.costs.money import convert_nanos
+from thrifty.costs.pricebook import PriceBook
+from thrifty.costs.usage import TokenUsage
+from thrifty.gateway.context import RequestContext
+
+
+class Meter:
+    def __init__(self, settings: CostSettings, prices: PriceBook, registry: Registry) -> None:
+        self.prices = prices
+        self.baseline_model = settings.baseline_model
+        self.local_cost = settings.local
+        self.fully_loaded = settings.local_basis == "fully_loaded"
+        self.cny_per_usd = Decimal(str(settings.cny_per_usd))
+        self.registry = registry
+
+    def __call__(self, ctx: RequestContext) -> None:
+        if ctx.usage is None:
+            ctx.cost_nanos = 0 if ctx.status >= 400 else None
+            return
+        usage = TokenUsage.from_openai(ctx.usage)
+        at = datetime.fromtimestamp(ctx.received_at, UTC)
+        target = ctx.answered_by
+        if ctx.route == "cache":
+            ctx.cost_nanos = 0
+        elif target is not None and target.upstream is None:
+            ctx.cost_nanos = self._local_nanos(ctx)
+        elif target is not None:
+            ctx.cost_nanos = self._usd_nanos(target.model, usage, at)
+        same_model = target is not None and target.model == self.baseline_model
+        if not same_model:  # another model's prompt-cache hits say nothing of the baseline's
+            usage = TokenUsage(usage.prompt_tokens, usage.completion_tokens)
+        ctx.baseline_nanos = self._usd_nanos(self.baseline_model, usage, at)
+
+    def _usd_nanos(self, model: str, usage: TokenUsage, at: datetime) -> int | None:
+        nanos = self.prices.cost_nanos(model, usage, at)
+        if nanos is None:
+            return None
+        currency = self.prices.currency(model)
+        if currency == "USD":
+            return nanos
+        return convert_nanos(nanos, currency, "USD", cny_per_usd=self.cny_per_usd)
+
+    def _local_nanos(self, ctx: RequestContext) -> int:
+        engine = self.registry.local
+        sharing = 1 if engine is None else max(1, min(engine.in_flight + 1, engine.parallel))
+        nanos = self.local_cost.cost_nanos(ctx.latency_s / sharing, fully_loaded=self.fully_loaded)
+        if self.local_cost.currency == "USD":
+            return nanos
+        return convert_nanos(nanos, self.local_cost.currency, "USD", cny_per_usd=self.cny_per_usd)

@@ -1,0 +1,101 @@
+"""Prometheus metrics. One registry per app (tests build several apps in one process).
+
+The names here are a contract: `deploy/prometheus/rules.yaml` and the Grafana dashboard read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from thrifty.gateway.context import RequestContext
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "thrifty_requests", "Requests answered", ["route", "model", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "thrifty_request_duration_seconds",
+            "Time from request to last byte",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "thrifty_ttft_seconds",
+            "Time to first streamed token",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "thrifty_tokens", "Tokens processed", ["route", "direction"], registry=r
+        )
+        self.cost = Counter("thrifty_cost_usd", "Money spent, USD", ["route", "model"], registry=r)
+        self.baseline = Counter(
+            "thrifty_baseline_cost_usd",
+            "What the same requests would have cost on the baseline cloud model, USD",
+            ["route", "model"],
+            registry=r,
+        )
+        self.saved = Counter(
+            "thrifty_saved_usd",
+            "Baseline cost minus actual cost, USD",
+            ["route", "model"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "thrifty_local_queue_depth", "Requests waiting for a local engine slot", registry=r
+        )
+        self.in_flight = Gauge(
+            "thrifty_local_in_flight",
+            "Requests in the local engine, running or queued",
+            registry=r,
+        )
+        self.breaker = Gauge(
+            "thrifty_upstream_breaker_state",
+            "Circuit breaker per upstream: 0 closed, 1 half-open, 2 open",
+            ["upstream"],
+            registry=r,
+        )
+        self.dropped = Counter(
+            "thrifty_request_log_dropped", "Request-log rows that could not be written", registry=r
+        )
+        self.retries = Counter(
+            "thrifty_upstream_retries", "Retried upstream attempts", ["upstream"], registry=r
+        )
+        self._collect_hooks: list[Callable[[], None]] = []
+
+    def on_collect(self, hook: Callable[[], None]) -> None:
+        """Run `hook` before each scrape (gauges read from live objects)."""
+        self._collect_hooks.append(hook)
+
+    def render(self) -> bytes:
+        for hook in self._collect_hooks:
+            hook()
+        return generate_latest(self.registry)
+
+    def observe(self, ctx: RequestContext) -> None:
+        route = ctx.route or "none"
+        self.requests.labels(route, ctx.model, str(ctx.status)).inc()
+        self.latency.labels(route).observe(ctx.latency_s)
+        ttft = ctx.ttft_s
+        if ttft is not None:
+            self.ttft.labels(route).observe(ttft)
+        usage = ctx.usage
+        if usage:
+            self.tokens.labels(route, "in").inc(usage.get("prompt_tokens") or 0)
+            self.tokens.labels(route, "out").inc(usage.get("completion_tokens") or 0)
+        if ctx.cost_nanos is not None:
+            self.cost.labels(route, ctx.model).inc(ctx.cost_nanos / 1e9)
+        if ctx.baseline_nanos is not None:
+            self.baseline.labels(route, ctx.model).inc(ctx.baseline_nanos / 1e9)
+            saved = ctx.baseline_nanos - (ctx.cost_nanos or 0)
+            if saved > 0:
+                self.saved.labels(route, ctx.model).inc(saved / 1e9)
