@@ -50,6 +50,11 @@ class LocalSettings(_Section):
         default_factory=list,
         description="More model names that this engine answers to (besides `local` and its name).",
     )
+    system_prompt: str | None = Field(
+        "You are a helpful assistant.",
+        description="System message added to chat requests that carry none (tiny models follow "
+        "instructions far better with one); null to send requests as they are.",
+    )
     threads: int | None = Field(None, description="CPU threads; default: all cores.", ge=1)
     parallel: int = Field(4, description="Requests decoded together (llama-server slots).", ge=1)
     ctx_size: int = Field(4096, description="Context window per slot, in tokens.", ge=256)

@@ -103,6 +103,7 @@ class LlamaServerBackend:
             "--ctx-size", str(s.ctx_size * s.parallel),
             "--metrics",
             "--no-webui",
+            "--jinja",  # the model's own chat template, as its authors wrote it
         ]  # fmt: skip
         if self._no_repack:
             cmd.append("--no-repack")
@@ -229,8 +230,18 @@ class LlamaServerBackend:
             )
         return self._client
 
+    def _prepare(self, endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
+        system = self.settings.system_prompt
+        if endpoint != "chat" or not system:
+            return body
+        messages = body.get("messages") or []
+        if any(m.get("role") in ("system", "developer") for m in messages):
+            return body
+        return {**body, "messages": [{"role": "system", "content": system}, *messages]}
+
     async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> Reply:
         client = self._admit()
+        body = self._prepare(endpoint, body)
         self.in_flight += 1
         try:
             return await client.complete(endpoint, body)
@@ -241,6 +252,7 @@ class LlamaServerBackend:
         self, endpoint: Endpoint, body: dict[str, Any], stats: StreamStats
     ) -> AsyncIterator[bytes]:
         client = self._admit()
+        body = self._prepare(endpoint, body)
         self.in_flight += 1
         try:
             async for payload in client.stream(endpoint, body, stats):

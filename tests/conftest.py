@@ -1,0 +1,41 @@
+"""Shared fixtures: real thrifty servers on 127.0.0.1, started once per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from support import ThriftyServer
+
+
+@pytest.fixture(scope="session")
+def cloud() -> Iterator[ThriftyServer]:
+    """The stand-in for DeepSeek's API: a second thrifty serving Gemma 3 270M as deepseek-chat."""
+    with ThriftyServer("-m", "gemma3-270m", "--alias", "deepseek-chat") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def gateway(cloud: ThriftyServer) -> Iterator[ThriftyServer]:
+    """thrifty with the bundled local model and `cloud` configured as its deepseek-chat upstream."""
+    config = {
+        "local": {"parallel": 2, "ctx_size": 1024},
+        "upstreams": [
+            {
+                "name": "deepseek",
+                "base_url": cloud.base_url,
+                "api_key_env": "TEST_CLOUD_KEY",
+                "models": {"deepseek-chat": "deepseek-chat"},
+                "timeout_s": 30,
+            }
+        ],
+    }
+    with ThriftyServer(config=config, env={"TEST_CLOUD_KEY": "sk-test-cloud-secret"}) as server:
+        yield server
+
+
+@pytest.fixture()
+def client(gateway: ThriftyServer):  # type: ignore[no-untyped-def]
+    import openai
+
+    return openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0, timeout=120)
