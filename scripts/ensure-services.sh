@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Tests that need Redis or PostgreSQL start their own servers on 127.0.0.1 from the binaries
-# of Debian's packages. Install the packages when they are missing (root or sudo needed).
+# of Debian's packages; the alert-rules tests run promtool (Debian's prometheus package).
+# Install the packages when they are missing (root or sudo needed).
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v promtool >/dev/null || missing+=(prometheus)
 [ ${#missing[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
