@@ -32,8 +32,11 @@ from thrifty.gateway.call import Caller
 from thrifty.gateway.guard import Guard
 from thrifty.gateway.meter import Meter
 from thrifty.gateway.metrics import Metrics
+from thrifty.gateway.pii import PIIDetector
 from thrifty.gateway.pipeline import Gateway
+from thrifty.gateway.privacy import PIIScan, PrivacyGuard
 from thrifty.gateway.route import ModelRoute
+from thrifty.gateway.router import Router
 from thrifty.store.request_log import RequestLog
 
 logger = logging.getLogger(__name__)
@@ -57,13 +60,21 @@ class Runtime:
             up.name: CircuitBreaker(up.breaker.failures, up.breaker.window_s, up.breaker.cooldown_s)
             for up in settings.upstreams
         }
+        detector = PIIDetector(settings.privacy.detect)
+        self.router = Router(settings.router, self.registry)
         caller = Caller(
             self.breakers,
             {up.name: up.max_retries for up in settings.upstreams},
             on_retry=lambda name: self.metrics.retries.labels(name).inc(),
         )
         self.gateway = Gateway(
-            stages=[Guard(settings.limits), ModelRoute(self.registry)],
+            stages=[
+                Guard(settings.limits),
+                PIIScan(detector),
+                self.router,
+                ModelRoute(self.registry),
+                PrivacyGuard(settings.privacy, self.registry, detector),
+            ],
             caller=caller,
             meter=Meter(settings.costs, self.prices, self.registry),
             finishers=[self.request_log.append, self.metrics.observe],
@@ -94,7 +105,15 @@ class Runtime:
         self.request_log.close()
 
     def model_cards(self) -> list[dict[str, Any]]:
-        cards = []
+        cards = [
+            {
+                "id": name,
+                "object": "model",
+                "created": self.started_at,
+                "owned_by": "thrifty-router",
+            }
+            for name in sorted(self.router.models)
+        ]
         for name, target in self.registry.targets.items():
             owner = target.upstream or "thrifty"
             cards.append(

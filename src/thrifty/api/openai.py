@@ -23,6 +23,7 @@ from thrifty.backends.base import Endpoint
 from thrifty.costs.money import format_nanos
 from thrifty.errors import InvalidRequest, ModelNotFound, PayloadTooLarge, ThriftyError
 from thrifty.gateway.context import RequestContext
+from thrifty.gateway.privacy import StreamRestorer, unmask_payload
 
 if TYPE_CHECKING:
     from thrifty.api.app import Runtime
@@ -103,6 +104,7 @@ class OpenAIService:
             body.get("model") or self.default_model,
             bool(body.get("stream")),
             started=started,
+            request_headers=request.headers,
         )
         if ctx.stream:
             return await self._stream(ctx)
@@ -111,6 +113,8 @@ class OpenAIService:
         except ThriftyError as exc:
             return self._fail(ctx, exc)
         self.rt.gateway.finish(ctx)
+        if ctx.pii_mapping:
+            unmask_payload(reply.payload, ctx.pii_mapping)
         headers = route_headers(ctx)
         headers["x-thrifty-cost-usd"] = cost_header(ctx)
         return json_response(reply.payload, headers=headers)
@@ -157,11 +161,20 @@ class OpenAIService:
         wants_usage: bool,
     ) -> AsyncIterator[bytes]:
         usage_chunk: bytes | None = None
+        restorer = StreamRestorer(ctx.pii_mapping) if ctx.pii_mapping else None
+        capture = StreamCapture() if ctx.capture_stream else None
         try:
             async for payload in events:
                 if b'"choices":[]' in payload and b'"usage":{' in payload:
                     usage_chunk = payload  # held back: the cost goes into it at the end
                     continue
+                if restorer is not None or capture is not None:
+                    chunk = orjson.loads(payload)
+                    if restorer is not None:
+                        chunk = restorer.chunk(chunk)
+                        payload = orjson.dumps(chunk)
+                    if capture is not None:
+                        capture.add(chunk)
                 yield sse_event(payload)
         except ThriftyError as exc:  # mid-stream: headers are gone, say it in the stream
             ctx.status, ctx.error_code = exc.status, exc.code
@@ -169,6 +182,8 @@ class OpenAIService:
             yield SSE_DONE
             return
         self._settle_stream(ctx, stats)
+        if capture is not None:
+            ctx.reply = capture.payload(ctx.usage)
         self.rt.gateway.settle(ctx)
         if wants_usage and usage_chunk is not None:
             chunk = orjson.loads(usage_chunk)
@@ -220,3 +235,35 @@ async def _replay(reply: Reply) -> AsyncIterator[bytes]:
         )
     if payload.get("usage"):
         yield orjson.dumps({**base, "choices": [], "usage": payload["usage"]})
+
+
+class StreamCapture:
+    """Reassemble a streamed answer into the whole-answer shape (for the cache to store)."""
+
+    def __init__(self) -> None:
+        self.head: dict[str, Any] = {}
+        self.texts: dict[int, list[str]] = {}
+        self.finish: dict[int, str | None] = {}
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        if not self.head:
+            self.head = {k: chunk.get(k) for k in ("id", "created", "model")}
+        for choice in chunk.get("choices") or []:
+            index = choice.get("index", 0)
+            delta = choice.get("delta") or {}
+            text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+            if text:
+                self.texts.setdefault(index, []).append(text)
+            if choice.get("finish_reason") is not None:
+                self.finish[index] = choice["finish_reason"]
+
+    def payload(self, usage: dict[str, Any] | None) -> dict[str, Any]:
+        choices = [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": "".join(self.texts.get(i, []))},
+                "finish_reason": self.finish.get(i),
+            }
+            for i in sorted(set(self.texts) | set(self.finish))
+        ]
+        return {**self.head, "object": "chat.completion", "choices": choices, "usage": usage}

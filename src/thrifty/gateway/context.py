@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +29,14 @@ class RequestContext:
     tenant: str = "default"
     key_id: str | None = None
 
+    request_headers: Mapping[str, str] = field(default_factory=dict)
+
     # what the stages decide
     pii: frozenset[str] = frozenset()  # kinds of personal data found in the prompt
+    mask_pii: bool = False  # replace personal data with placeholders before it leaves
+    pii_mapping: dict[str, str] | None = None  # placeholder -> original, when masked
+    complexity: float | None = None  # computed on demand by the router
+    prompt_tokens: int | None = None  # estimated on demand by the router
     targets: list[Target] = field(default_factory=list)  # first is preferred, the rest fallbacks
     route: str = ""  # where the answer came from: cache | local | an upstream alias
     reason: str = ""  # why: model:<name>, rule:<name> ...
@@ -38,6 +45,8 @@ class RequestContext:
 
     # what happened
     answered_by: Target | None = None
+    capture_stream: bool = False  # reassemble a streamed answer into `reply` (for the cache)
+    reply: dict[str, Any] | None = None  # the whole answer, once complete
     usage: dict[str, Any] | None = None
     first_token_at: float | None = None
     finished_at: float | None = None

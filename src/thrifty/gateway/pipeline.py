@@ -52,6 +52,7 @@ class Gateway:
         if reply is None:
             reply = await self.caller.complete(ctx)
         ctx.usage = reply.usage
+        ctx.reply = reply.payload
         return reply
 
     async def stream(

@@ -1,0 +1,128 @@
+"""Privacy: find personal data in every request, and keep it from clouds it must not reach.
+
+Two stages around the routing stages:
+
+- `PIIScan` runs first, on every message (system and earlier turns included), and records the
+  kinds found in `ctx.pii`. It is a handful of compiled regexes and validators: microseconds.
+- `PrivacyGuard` runs after the route is chosen, whoever chose it (router rule or explicit
+  model name), and enforces `privacy.on_pii` on the final target list, fallbacks included:
+  `local` drops every cloud target (the request is answered locally or not at all), `mask`
+  replaces the values with typed placeholders before they leave and restores them in the
+  answer, `reject` refuses the request, `allow` lets it through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from thrifty.backends import Registry, Reply
+from thrifty.config import PrivacySettings
+from thrifty.errors import RouteRejected
+from thrifty.gateway.context import RequestContext
+from thrifty.gateway.pii import Masker, PIIDetector, StreamUnmasker, unmask
+
+
+class PIIScan:
+    def __init__(self, detector: PIIDetector) -> None:
+        self.detector = detector
+
+    async def __call__(self, ctx: RequestContext) -> Reply | None:
+        body = ctx.body
+        messages = body.get("messages")
+        if messages is not None:
+            found = self.detector.scan_messages(messages)
+        else:
+            prompt = body.get("prompt")
+            texts = (
+                [prompt]
+                if isinstance(prompt, str)
+                else [p for p in prompt or [] if isinstance(p, str)]
+            )
+            found = set().union(*(self.detector.kinds_in(t) for t in texts)) if texts else set()
+        if found:
+            ctx.pii = frozenset(found)
+        return None
+
+
+class PrivacyGuard:
+    def __init__(
+        self, settings: PrivacySettings, registry: Registry, detector: PIIDetector
+    ) -> None:
+        self.on_pii = settings.on_pii
+        self.registry = registry
+        self.masker = Masker(detector)
+
+    async def __call__(self, ctx: RequestContext) -> Reply | None:
+        if not ctx.pii or not any(t.upstream is not None for t in ctx.targets):
+            return None
+        kinds = "+".join(sorted(ctx.pii))
+        action = "mask" if ctx.mask_pii else self.on_pii
+        if action == "allow":
+            return None
+        if action == "mask":
+            self._mask(ctx)
+            ctx.reason += f"; pii={kinds} masked"
+            return None
+        if action == "reject":
+            raise RouteRejected(
+                f"the request carries personal data ({kinds}) and its route leaves this site"
+            )
+        local = [t for t in ctx.targets if t.upstream is None]
+        if not local:
+            target = self.registry.resolve("local")
+            if target is None:
+                raise RouteRejected(
+                    f"the request carries personal data ({kinds}); it may only be answered "
+                    "locally, and no local model is configured"
+                )
+            local = [target]
+        ctx.targets = local
+        ctx.route = local[0].route
+        ctx.reason += f"; pii={kinds} -> local only"
+        return None
+
+    def _mask(self, ctx: RequestContext) -> None:
+        body: dict[str, Any] = dict(ctx.body)
+        if "messages" in body:
+            body["messages"], mapping = self.masker.mask_messages(body["messages"])
+        else:
+            prompt = body.get("prompt")
+            prompts = [prompt] if isinstance(prompt, str) else list(prompt or [])
+            as_messages = [{"role": "user", "content": p} for p in prompts if isinstance(p, str)]
+            masked, mapping = self.masker.mask_messages(as_messages)
+            texts = [m["content"] for m in masked]
+            body["prompt"] = texts[0] if isinstance(prompt, str) else texts
+        ctx.body = body
+        ctx.pii_mapping = mapping
+
+
+def unmask_payload(payload: dict[str, Any], mapping: dict[str, str]) -> None:
+    """Restore masked values in a whole answer, in place."""
+    for choice in payload.get("choices") or []:
+        message = choice.get("message")
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            message["content"] = unmask(message["content"], mapping)
+        if isinstance(choice.get("text"), str):
+            choice["text"] = unmask(choice["text"], mapping)
+
+
+class StreamRestorer:
+    """Restore masked values in streamed chunks; a placeholder may be split across chunks."""
+
+    def __init__(self, mapping: dict[str, str]) -> None:
+        self.mapping = mapping
+        self.per_choice: dict[int, StreamUnmasker] = {}
+
+    def chunk(self, payload: dict[str, Any]) -> dict[str, Any]:
+        for choice in payload.get("choices") or []:
+            unmasker = self.per_choice.setdefault(
+                choice.get("index", 0), StreamUnmasker(self.mapping)
+            )
+            delta = choice.get("delta")
+            key, holder = ("content", delta) if isinstance(delta, dict) else ("text", choice)
+            text = holder.get(key)
+            if isinstance(text, str):
+                holder[key] = unmasker.feed(text)
+            if choice.get("finish_reason") is not None:
+                holder[key] = (holder.get(key) or "") + unmasker.flush()
+        return payload
