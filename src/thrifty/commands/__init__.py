@@ -6,6 +6,8 @@ import click
 
 
 def register(main: click.Group) -> None:
+    from thrifty.commands.route import route
     from thrifty.commands.tco import tco
 
+    main.add_command(route)
     main.add_command(tco)

@@ -26,7 +26,8 @@ _CODE = re.compile(
 )
 _MATH = re.compile(
     r"\d\s*[-+*/^=]\s*\d|\b(?:prove|proof|integral|derivative|equation|theorem|probability|"
-    r"matrix|solve|calculate)\b|[∫∑√π≤≥]|证明|积分|导数|方程|概率|矩阵|计算|求解",
+    r"matrix|solve|calculate|irrational|prime|sqrt|lemma)\b|[∫∑√π≤≥]"
+    r"|证明|积分|导数|方程|概率|矩阵|计算|求解|素数|无理数",
     re.IGNORECASE,
 )
 _STEPS = re.compile(
@@ -45,22 +46,35 @@ def estimate_tokens(text: str) -> int:
 
 
 class HeuristicScorer:
-    """Length, code, maths and multi-step cues, each saturating, summed and capped at 1."""
+    """Length, code, maths and multi-step cues combined as a noisy-OR.
+
+    Each signal saturates at 1 and contributes with its weight w: score = 1 - prod(1 - w * s).
+    One strong signal (a proof, a page of code) lands near 0.6; two strong ones pass 0.8; a
+    short plain question stays near 0.
+    """
+
+    WEIGHTS = {"length": 0.6, "code": 0.6, "math": 0.6, "steps": 0.6, "questions": 0.3}
 
     def __init__(self, long_prompt_tokens: int = 1500) -> None:
         self.long_prompt_tokens = long_prompt_tokens
+
+    def signals(self, text: str) -> dict[str, float]:
+        return {
+            "length": min(1.0, estimate_tokens(text) / self.long_prompt_tokens),
+            "code": min(1.0, len(_CODE.findall(text)) / 2),
+            "math": min(1.0, len(_MATH.findall(text)) / 2),
+            "steps": min(1.0, len(_STEPS.findall(text)) / 2),
+            "questions": min(1.0, max(0, text.count("?") + text.count("？") - 1) / 3),
+        }
 
     def score(self, messages: Sequence[Mapping[str, Any]]) -> float:
         text = last_user_text(messages)
         if not text:
             return 0.0
-        length = min(1.0, estimate_tokens(text) / self.long_prompt_tokens)
-        code = min(1.0, len(_CODE.findall(text)) / 3)
-        math = min(1.0, len(_MATH.findall(text)) / 3)
-        steps = min(1.0, len(_STEPS.findall(text)) / 2)
-        questions = min(1.0, max(0, text.count("?") + text.count("？") - 1) / 3)
-        score = 0.35 * length + 0.3 * code + 0.3 * math + 0.3 * steps + 0.1 * questions
-        return round(min(1.0, score), 3)
+        keep = 1.0
+        for name, value in self.signals(text).items():
+            keep *= 1.0 - self.WEIGHTS[name] * value
+        return round(1.0 - keep, 3)
 
 
 def last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
