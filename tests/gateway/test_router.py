@@ -243,7 +243,8 @@ def test_unmasking_whole_and_streamed() -> None:
     out = ""
     for i, piece in enumerate(pieces):
         last = i == len(pieces) - 1
-        choice = {"index": 0, "delta": {"content": piece}, "finish_reason": "stop" if last else None}
+        reason = "stop" if last else None
+        choice = {"index": 0, "delta": {"content": piece}, "finish_reason": reason}
         chunk = {"choices": [choice]}
         out += restorer.chunk(chunk)["choices"][0]["delta"]["content"]
     assert out == "Call 13812345678 now"

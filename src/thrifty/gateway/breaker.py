@@ -8,8 +8,8 @@ through (half-open): success closes the circuit, failure opens it again for anot
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from collections import deque
+from collections.abc import Callable
 from enum import IntEnum
 
 
