@@ -17,6 +17,22 @@ def new_request_id() -> str:
     return "req-" + os.urandom(12).hex()
 
 
+@dataclass(frozen=True, slots=True)
+class KeyPolicy:
+    """Who is calling, and what their API key allows. Set by authentication, read by limits."""
+
+    key_id: str  # public id of the key (never the secret)
+    tenant: str
+    role: str  # admin | user | viewer
+    models: frozenset[str] | None = None  # None: every model
+    rpm: int | None = None  # requests per minute
+    tpm: int | None = None  # tokens per minute
+    daily_tokens: int | None = None
+    daily_usd_nanos: int | None = None  # daily money budget, nano-USD
+    expires_at: float | None = None  # unix time
+    tags: frozenset[str] = frozenset()
+
+
 @dataclass(slots=True)
 class RequestContext:
     endpoint: Endpoint
@@ -28,6 +44,7 @@ class RequestContext:
     received_at: float = field(default_factory=time.time)
     tenant: str = "default"
     key_id: str | None = None
+    key: KeyPolicy | None = None  # the caller's key, when keys are configured
 
     request_headers: Mapping[str, str] = field(default_factory=dict)
 
