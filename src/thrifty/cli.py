@@ -210,22 +210,32 @@ def config() -> None:
 
 @config.command("show")
 @click.option("-c", "--config", "path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
-@click.option("--explain", is_flag=True, help="Print every field with its description.")
-def config_show(path: str | None, explain: bool) -> None:
-    """Print the effective configuration (file + THRIFTY_* env + defaults), secrets redacted."""
+def config_show(path: str | None) -> None:
+    """Print the effective configuration (file + THRIFTY_* env + defaults), secrets redacted.
+
+    Upstream keys live in environment variables; this prints only whether each is set.
+    """
     import yaml
 
-    from thrifty.config import Settings, describe
-
     settings = _settings(path)
-    if explain:
-        click.echo(describe(Settings))
-        return
     data = settings.model_dump(mode="json")
     for up in data.get("upstreams", []):
         env = up.get("api_key_env")
         up["api_key"] = ("set" if os.environ.get(env) else "unset") if env else "none"
     click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
+
+
+@config.command("example")
+def config_example() -> None:
+    """Print every setting with its default and description, as a commented thrifty.yaml.
+
+    \b
+    Example:
+      thrifty config example > thrifty.yaml
+    """
+    from thrifty.config_doc import example_yaml
+
+    click.echo(example_yaml())
 
 
 def _register_optional_commands() -> None:
