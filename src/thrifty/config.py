@@ -13,6 +13,7 @@ holds its key (``api_key_env``), so ``config show`` and the logs never see it.
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -307,9 +308,12 @@ class Settings(BaseSettings):
         return self.store.database_url or f"sqlite:///{self.home / 'thrifty.db'}"
 
 
+_EXPLICIT_PATH: ContextVar[Path | None] = ContextVar("thrifty_config_path", default=None)
+
+
 def config_path() -> Path | None:
-    """The YAML file to read: $THRIFTY_CONFIG, else ./thrifty.yaml when present."""
-    named = os.environ.get("THRIFTY_CONFIG")
+    """The YAML file to read: --config, else $THRIFTY_CONFIG, else ./thrifty.yaml if present."""
+    named = _EXPLICIT_PATH.get() or os.environ.get("THRIFTY_CONFIG")
     if named:
         path = Path(named).expanduser()
         if not path.is_file():
@@ -321,20 +325,8 @@ def config_path() -> Path | None:
 
 def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
     """Build settings from an optional config file plus overrides (the CLI's flags)."""
-    if config is not None:
-        os.environ["THRIFTY_CONFIG"] = str(config)
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
-
-
-def describe(model: type[BaseModel], prefix: str = "") -> str:
-    """Every field with its default and description, nested sections indented (for --explain)."""
-    lines = []
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            lines.append(f"{prefix}{name}:")
-            lines.append(describe(annotation, prefix + "  "))
-            continue
-        default = field.get_default(call_default_factory=True)
-        lines.append(f"{prefix}{name}: {default!r}  # {field.description or ''}".rstrip("# "))
-    return "\n".join(lines)
+    token = _EXPLICIT_PATH.set(Path(config) if config is not None else None)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    finally:
+        _EXPLICIT_PATH.reset(token)
