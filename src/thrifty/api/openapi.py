@@ -81,6 +81,12 @@ def openapi_schema() -> dict[str, Any]:
         {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
     ]
     model["get"]["responses"]["404"] = {"description": "no such model"}
+    usage = _get("Requests, tokens, cost, baseline and saving, as `thrifty usage --format json`")
+    usage["get"]["parameters"] = [
+        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+        for name in ("since", "until", "by", "currency")
+    ]
+    usage["get"]["responses"]["400"] = {"description": "bad parameter"}
     return {
         "openapi": "3.1.0",
         "info": {"title": "thrifty", "version": __version__},
@@ -91,6 +97,7 @@ def openapi_schema() -> dict[str, Any]:
             "/v1/completions": _post("Text completion", "#/components/schemas/CompletionRequest"),
             "/v1/models": _get("Models this gateway serves"),
             "/v1/models/{model}": model,
+            "/v1/usage": usage,
             "/healthz": _get("liveness"),
             "/readyz": readyz,
             "/metrics": _get("Prometheus metrics"),

@@ -73,6 +73,7 @@ async def _decide(settings: Any, body: dict[str, Any], tenant: str) -> dict[str,
     from thrifty.backends import build_registry
     from thrifty.gateway.context import RequestContext
     from thrifty.gateway.pii import PIIDetector
+    from thrifty.gateway.pipeline import Stage
     from thrifty.gateway.privacy import PIIScan, PrivacyGuard
     from thrifty.gateway.route import ModelRoute
     from thrifty.gateway.router import Router, prompt_tokens
@@ -80,7 +81,7 @@ async def _decide(settings: Any, body: dict[str, Any], tenant: str) -> dict[str,
     registry = build_registry(settings)
     detector = PIIDetector(settings.privacy.detect)
     router = Router(settings.router, registry)
-    stages = [
+    stages: list[Stage] = [
         PIIScan(detector),
         router,
         ModelRoute(registry),

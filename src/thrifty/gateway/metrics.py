@@ -44,12 +44,6 @@ class Metrics:
             ["route", "model"],
             registry=r,
         )
-        self.saved = Counter(
-            "thrifty_saved_usd",
-            "Baseline cost minus actual cost, USD",
-            ["route", "model"],
-            registry=r,
-        )
         self.queue_depth = Gauge(
             "thrifty_local_queue_depth", "Requests waiting for a local engine slot", registry=r
         )
@@ -95,7 +89,5 @@ class Metrics:
         if ctx.cost_nanos is not None:
             self.cost.labels(route, ctx.model).inc(ctx.cost_nanos / 1e9)
         if ctx.baseline_nanos is not None:
+            # saving = baseline - cost, in PromQL; a counter of it could not go negative
             self.baseline.labels(route, ctx.model).inc(ctx.baseline_nanos / 1e9)
-            saved = ctx.baseline_nanos - (ctx.cost_nanos or 0)
-            if saved > 0:
-                self.saved.labels(route, ctx.model).inc(saved / 1e9)

@@ -157,15 +157,20 @@ class RequestLog:
             conn.close()
 
     def _write(self, conn: sqlite3.Connection, batch: Sequence[tuple[Any, ...]]) -> None:
+        written = False
         for attempt in range(5):
             try:
                 with conn:
                     conn.executemany(_INSERT, batch)
+                written = True
                 break
             except sqlite3.OperationalError as exc:  # locked by a report or another process
                 logger.warning("request log write failed (attempt %d): %s", attempt + 1, exc)
                 threading.Event().wait(0.2 * (attempt + 1))
-        else:
+            except Exception:  # a bad row must not kill the writer: count the batch as dropped
+                logger.exception("request log batch could not be written")
+                break
+        if not written:
             logger.error("dropped %d request-log rows", len(batch))
             if self.on_drop:
                 self.on_drop(len(batch))
