@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from thrifty.gateway.pii import iter_message_texts
 
@@ -53,7 +53,13 @@ class HeuristicScorer:
     short plain question stays near 0.
     """
 
-    WEIGHTS = {"length": 0.6, "code": 0.6, "math": 0.6, "steps": 0.6, "questions": 0.3}
+    WEIGHTS: ClassVar[dict[str, float]] = {
+        "length": 0.6,
+        "code": 0.6,
+        "math": 0.6,
+        "steps": 0.6,
+        "questions": 0.3,
+    }
 
     def __init__(self, long_prompt_tokens: int = 1500) -> None:
         self.long_prompt_tokens = long_prompt_tokens

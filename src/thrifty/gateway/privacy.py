@@ -50,6 +50,7 @@ class PrivacyGuard:
     ) -> None:
         self.on_pii = settings.on_pii
         self.registry = registry
+        self.detector = detector
         self.masker = Masker(detector)
 
     async def __call__(self, ctx: RequestContext) -> Reply | None:
@@ -57,12 +58,15 @@ class PrivacyGuard:
             return None
         kinds = "+".join(sorted(ctx.pii))
         action = "mask" if ctx.mask_pii else self.on_pii
+        original = ctx.body
         if action == "allow":
             return None
         if action == "mask":
-            self._mask(ctx)
-            ctx.reason += f"; pii={kinds} masked"
-            return None
+            if self._mask(ctx):
+                ctx.reason += f"; pii={kinds} masked"
+                return None
+            action = "local"  # something the masker could not replace: fail closed
+            ctx.body, ctx.pii_mapping = original, None
         if action == "reject":
             raise RouteRejected(
                 f"the request carries personal data ({kinds}) and its route leaves this site"
@@ -81,19 +85,24 @@ class PrivacyGuard:
         ctx.reason += f"; pii={kinds} -> local only"
         return None
 
-    def _mask(self, ctx: RequestContext) -> None:
+    def _mask(self, ctx: RequestContext) -> bool:
+        """Mask in place; False when the masked request still carries personal data."""
         body: dict[str, Any] = dict(ctx.body)
         if "messages" in body:
             body["messages"], mapping = self.masker.mask_messages(body["messages"])
+            masked_messages = body["messages"]
         else:
             prompt = body.get("prompt")
             prompts = [prompt] if isinstance(prompt, str) else list(prompt or [])
             as_messages = [{"role": "user", "content": p} for p in prompts if isinstance(p, str)]
             masked, mapping = self.masker.mask_messages(as_messages)
+            masked_messages = masked
             texts = [m["content"] for m in masked]
             body["prompt"] = texts[0] if isinstance(prompt, str) else texts
         ctx.body = body
         ctx.pii_mapping = mapping
+        # e.g. a value inside JSON-escaped text that detection decodes but masking cannot reach
+        return not self.detector.scan_messages(masked_messages)
 
 
 def unmask_payload(payload: dict[str, Any], mapping: dict[str, str]) -> None:

@@ -1,0 +1,379 @@
+"""The patterns and validators behind `thrifty.gateway.pii`.
+
+Everything here works on *folded* text: full-width forms already translated 1:1 to ASCII, so an
+offset in folded text is the same offset in the original. Each `iter_*` function yields raw
+`(kind, start, end)` spans; `pii.PIIDetector` merges them.
+
+Speed comes from the shape of the numeric pattern (see `numeric_pattern`): CPython's regex
+engine only skips quickly over text when a pattern starts with one character class, so every
+numeric kind is written as "first character" + "rest", and the rest re-checks the first
+character with a one-character lookbehind. Validators (checksums, dates, ranges) run only on the
+few candidates the pattern yields.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import operator
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+
+ID_CARD = "id_card"
+PHONE = "phone"
+BANK_CARD = "bank_card"
+CREDIT_CARD = "credit_card"
+EMAIL = "email"
+IP_ADDRESS = "ip_address"
+PASSPORT = "passport"
+US_SSN = "us_ssn"
+
+ALL_KINDS = frozenset({ID_CARD, PHONE, BANK_CARD, CREDIT_CARD, EMAIL, IP_ADDRESS, PASSPORT, US_SSN})
+CARD_KINDS = frozenset({BANK_CARD, CREDIT_CARD})
+
+Span = tuple[str, int, int]  # (kind, start, end) in folded == original offsets
+
+# --- full-width folding --------------------------------------------------------------------------
+
+# U+FF01..U+FF5E are the full-width twins of ASCII 0x21..0x7E; U+3000 is the ideographic space.
+_FULLWIDTH_TABLE = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+# Folding is worth its cost (it is slow on CJK text) only when a full-width digit, letter, '@',
+# '+' or '-' is present: the rest of full-width punctuation (，：？ in every Chinese prompt)
+# cannot be part of PII.
+_FULLWIDTH_SIGNIFICANT = re.compile("[\uff0b\uff0d\uff10-\uff19\uff20-\uff3a\uff41-\uff5a]")
+
+
+def fold_fullwidth(text: str) -> str:
+    """Translate full-width ASCII forms to ASCII, keeping every offset (a 1:1 mapping)."""
+    if text.isascii() or _FULLWIDTH_SIGNIFICANT.search(text) is None:
+        return text
+    return text.translate(_FULLWIDTH_TABLE)
+
+
+# Every kind needs a digit (email needs '@', IPv6 ':'), so text without these has no PII.
+_TRIGGER = re.compile("[0-9@:]")
+
+
+def may_contain_pii(folded: str) -> bool:
+    return _TRIGGER.search(folded) is not None
+
+
+# --- the numeric pattern -------------------------------------------------------------------------
+
+_MOBILE_TAIL = r"[3-9][0-9][ -]?[0-9]{4}[ -]?[0-9]{4}"  # a mainland mobile after its leading 1
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+
+
+@dataclass(frozen=True, slots=True)
+class _Alternative:
+    group: str  # regex group name; also picks the classifier
+    kinds: frozenset[str]  # compiled in when any of these kinds is enabled
+    first: str  # body of the character class the candidate starts with
+    rest: str  # the remainder; it starts with a lookbehind that pins the first character
+
+
+# Order matters: at one start position the first alternative that matches (boundaries included)
+# wins, and a candidate its validator rejects is retried one character later.
+_ALTERNATIVES = (
+    _Alternative("ssn", frozenset({US_SSN}), "0-9", r"(?<=[0-9])[0-9]{2}-[0-9]{2}-[0-9]{4}"),
+    # +86 / 0086 / 86 / (+86) country prefixes, then a mobile number.
+    _Alternative(
+        "phone_cc",
+        frozenset({PHONE}),
+        "+(08",
+        r"(?:(?<=\()\+?86\)|(?<=\+)86|(?<=0)086|(?<=8)6)[ -]?1" + _MOBILE_TAIL,
+    ),
+    _Alternative("phone", frozenset({PHONE}), "1", r"(?<=1)" + _MOBILE_TAIL),
+    # 6-8-4: region, birth date YYYYMMDD, sequence + check character; spaces or dashes between.
+    _Alternative(
+        "id_card",
+        frozenset({ID_CARD}),
+        "1-9",
+        r"(?<=[1-9])[0-9]{5}[ -]?(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
+        r"[ -]?[0-9]{3}[0-9Xx]",
+    ),
+    # 4-4-4-4(-1..3) groups, or Amex's 4-6-5. A short fifth group followed by more groups is
+    # the start of the next number (… 7890 138 1234 5678), not the card's tail.
+    _Alternative(
+        "card_grouped",
+        CARD_KINDS,
+        "0-9",
+        r"(?<=[0-9])(?:[0-9]{3}(?:[ -][0-9]{4}){3}(?:[ -][0-9]{1,3}(?![ -][0-9]))?"
+        r"|[0-9]{3}[ -][0-9]{6}[ -][0-9]{5})",
+    ),
+    _Alternative("card_run", CARD_KINDS, "0-9", r"(?<=[0-9])[0-9]{14,18}"),
+    # The first octet is checked by `ipv4_ok`; a 'v' just before means a version (v1.2.3.4).
+    _Alternative(
+        "ipv4",
+        frozenset({IP_ADDRESS}),
+        "0-9",
+        r"(?<=[0-9])(?<![vV].)[0-9]{0,2}(?:\." + _OCTET + "){3}",
+    ),
+    # Chinese passports: E/G/D/S/P + 8 digits, or E + letter (no I/O) + 7 digits; letters
+    # around it mean a longer code (a part number), not a passport.
+    _Alternative(
+        "passport",
+        frozenset({PASSPORT}),
+        "EGDSP",
+        r"(?<![A-Za-z].)(?:(?<=[EGDSP])[0-9]{8}|(?<=E)[A-HJ-NP-Z][0-9]{7})(?![A-Za-z])",
+    ),
+)
+
+# Digit-run boundaries: a number is never part of a longer run of digits, and a '.' between
+# digits continues a run (decimals, versions, addresses). The leading checks run after the first
+# character is consumed, hence the extra `.`.
+_LEADING = r"(?<![0-9].)(?<![0-9]\..)"
+_TRAILING = r"(?![0-9])(?!\.[0-9])"
+# Every alternative's rest starts with at least six of these characters; checking that first
+# turns away short numbers (35%, 10:30, 2024年) before eight alternatives are tried on them.
+_LONG_ENOUGH = r"(?=[0-9A-Z .()+\-]{6})"
+
+
+@lru_cache(maxsize=32)
+def numeric_pattern(kinds: frozenset[str]) -> re.Pattern[str] | None:
+    """The one combined pattern for the digit-bearing kinds among `kinds` (None if none)."""
+    chosen = [alt for alt in _ALTERNATIVES if alt.kinds & kinds]
+    if not chosen:
+        return None
+    first = "".join(dict.fromkeys(alt.first for alt in chosen))
+    body = "|".join(f"(?P<{alt.group}>{alt.rest})" for alt in chosen)
+    return re.compile(f"[{first}]{_LONG_ENOUGH}{_LEADING}(?:{body}){_TRAILING}", re.ASCII)
+
+
+def iter_numeric(pattern: re.Pattern[str], folded: str, kinds: frozenset[str]) -> Iterator[Span]:
+    """Spans of the digit-bearing kinds: candidates from `pattern` that their validator accepts."""
+    pos = 0
+    while (match := pattern.search(folded, pos)) is not None:
+        span = _classify(match, folded, kinds)
+        if span is None:
+            pos = match.start() + 1  # so no rejected candidate can hide one that overlaps it
+            continue
+        yield span
+        pos = span[2]
+
+
+def _classify(match: re.Match[str], folded: str, kinds: frozenset[str]) -> Span | None:
+    group, raw, start = match.lastgroup, match.group(), match.start()
+    if group == "card_grouped":
+        return _grouped_card(raw, start, folded, kinds)
+    kind: str | None
+    if group in ("phone", "phone_cc"):
+        kind = PHONE
+    elif group == "passport":
+        kind = PASSPORT
+    elif group == "ssn":
+        kind = US_SSN if ssn_ok(raw) else None
+    elif group == "ipv4":
+        kind = IP_ADDRESS if ipv4_ok(raw) else None
+    elif group == "id_card":
+        chars = _strip_separators(raw)
+        kind = ID_CARD if id_card_ok(chars) else None
+        if kind is None and chars.isdigit() and chars == raw:  # 18 plain digits: maybe a card
+            kind = card_kind(chars, grouped=False, before=_before(folded, start), kinds=kinds)
+    else:  # card_run
+        kind = card_kind(raw, grouped=False, before=_before(folded, start), kinds=kinds)
+    return None if kind is None else (kind, start, match.end())
+
+
+_FOUR_GROUPS = len("dddd dddd dddd dddd")
+
+
+def _grouped_card(raw: str, start: int, folded: str, kinds: frozenset[str]) -> Span | None:
+    """Groups of four; a short fifth group may be the next number's (`… 7890 138 1234 5678`)."""
+    before = _before(folded, start)
+    kind = card_kind(_strip_separators(raw), grouped=True, before=before, kinds=kinds)
+    if kind is None and len(raw) > _FOUR_GROUPS:
+        raw = raw[:_FOUR_GROUPS]
+        kind = card_kind(_strip_separators(raw), grouped=True, before=before, kinds=kinds)
+    return None if kind is None else (kind, start, start + len(raw))
+
+
+def _strip_separators(raw: str) -> str:
+    return raw.replace(" ", "").replace("-", "")
+
+
+def _before(folded: str, start: int, width: int = 16) -> str:
+    return folded[max(0, start - width) : start]
+
+
+# --- validators ----------------------------------------------------------------------------------
+
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"  # ISO 7064 MOD 11-2: check character for (weighted sum % 11)
+# First two digits of a resident ID: provinces (11-65), Taiwan 71, Hong Kong 81, Macau 82,
+# Taiwan residents 83, permanent-resident foreigners 91.
+_ID_REGIONS = frozenset(
+    {11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46}
+    | {50, 51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82, 83, 91}
+)
+
+
+def id_card_ok(chars: str) -> bool:
+    """An 18-character PRC resident ID: known region, valid check character, plausible birth."""
+    if len(chars) != 18 or int(chars[:2]) not in _ID_REGIONS:
+        return False
+    total = sum(map(operator.mul, map(int, chars[:17]), _ID_WEIGHTS))
+    if _ID_CHECK[total % 11] != chars[17].upper():
+        return False
+    return _plausible_birth(int(chars[6:10]), int(chars[10:12]), int(chars[12:14]))
+
+
+def _plausible_birth(year: int, month: int, day: int) -> bool:
+    try:
+        born = date(year, month, day)
+    except ValueError:  # 30 February and the like
+        return False
+    return date(1900, 1, 1) <= born <= date.today()
+
+
+def ssn_ok(raw: str) -> bool:
+    """AAA-GG-SSSS outside the ranges the SSA never issues (000, 666, 9xx; 00; 0000)."""
+    area, group, serial = raw.split("-")
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def ipv4_ok(raw: str) -> bool:
+    """A host address that can point at a person's machine.
+
+    Not 0.x, loopback, multicast/reserved/netmasks (224 and up), and not all-single-digit
+    addresses: those are section numbers (1.2.3.4), versions or public resolvers (8.8.8.8).
+    """
+    octets = raw.split(".")
+    first = octets[0]
+    if len(first) > 1 and first[0] == "0":
+        return False
+    lead = int(first)
+    if lead == 0 or lead == 127 or lead >= 224:
+        return False
+    return any(len(octet) > 1 for octet in octets)
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if index % 2:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def credit_scheme(digits: str) -> bool:
+    """Whether the number's prefix and length belong to Visa, Mastercard, Amex or JCB."""
+    length = len(digits)
+    head2, head4 = int(digits[:2]), int(digits[:4])
+    if digits[0] == "4":
+        return length in (16, 19)
+    if 51 <= head2 <= 55 or 2221 <= head4 <= 2720:
+        return length == 16
+    if head2 in (34, 37):
+        return length == 15
+    return 3528 <= head4 <= 3589 and 16 <= length <= 19
+
+
+# UnionPay (62) and the ranges Chinese banks co-issue with Discover (60, 65).
+_BANK_PREFIXES = ("62", "60", "65")
+_CARD_WORDS = re.compile(r"卡|账号|帐号|账户|(?i:card|account|acct)")
+
+
+def card_kind(digits: str, *, grouped: bool, before: str, kinds: frozenset[str]) -> str | None:
+    """`credit_card`, `bank_card` or None for a 15-19 digit candidate.
+
+    A credit-scheme number is `credit_card` when that kind is enabled, else `bank_card` (every
+    credit card is a bank card, so a detector asked only for bank cards still finds it). Any
+    other Luhn-valid number is a `bank_card` when something says so: groups of four, a bank
+    prefix, or a card word just before it; a bare 16-19 digit run is too often an order number.
+    """
+    if not luhn_ok(digits):
+        return None
+    if credit_scheme(digits):
+        if CREDIT_CARD in kinds:
+            return CREDIT_CARD
+        return BANK_CARD if BANK_CARD in kinds else None
+    if BANK_CARD not in kinds or len(digits) < 16:
+        return None
+    if grouped or digits.startswith(_BANK_PREFIXES) or _CARD_WORDS.search(before):
+        return BANK_CARD
+    return None
+
+
+# --- email, IPv6, passport by keyword ------------------------------------------------------------
+
+# Anchored at '@' (a literal prefix the engine finds fast); the local part is walked back by hand.
+_EMAIL_DOMAIN = re.compile(
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9-])", re.ASCII
+)
+_LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
+
+
+def iter_emails(folded: str) -> Iterator[Span]:
+    for match in _EMAIL_DOMAIN.finditer(folded):
+        at = match.start()
+        start = at
+        while start > 0 and folded[start - 1] in _LOCAL_CHARS:
+            start -= 1
+        while start < at and folded[start] == ".":  # "...see above.john@x.com"
+            start += 1
+        if start < at:
+            yield EMAIL, start, match.end()
+
+
+# Every IPv6 address has two colons at most four hex digits apart (a literal ':' first, so the
+# engine finds it fast); clock times (10:30) and prose colons ("Note: ...") do not.
+_IPV6_GATE = re.compile(r":[0-9A-Fa-f]{0,4}:")
+_IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
+_WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+def iter_ipv6(folded: str) -> Iterator[Span]:
+    """Grow each gate hit to its whole run of hex digits, ':' and '.'; `ipaddress` judges it."""
+    pos = 0
+    while (hit := _IPV6_GATE.search(folded, pos)) is not None:
+        start = hit.start()
+        while start > 0 and folded[start - 1] in _IPV6_CHARS:
+            start -= 1
+        end = hit.end()
+        while end < len(folded) and folded[end] in _IPV6_CHARS:
+            end += 1
+        pos = end
+        while end > start and folded[end - 1] == ".":  # a full stop after the address
+            end -= 1
+        if _glued_to_word(folded, start, end):  # std::vector, Foo::bad in code
+            continue
+        if ipv6_ok(folded[start:end]):
+            yield IP_ADDRESS, start, end
+
+
+def _glued_to_word(text: str, start: int, end: int) -> bool:
+    return (start > 0 and text[start - 1] in _WORD_CHARS) or (
+        end < len(text) and text[end] in _WORD_CHARS
+    )
+
+
+def ipv6_ok(candidate: str) -> bool:
+    """A valid IPv6 address with a digit in it, other than :: and ::1."""
+    if candidate.count(":") < 2 or not any(c.isdigit() for c in candidate):
+        return False
+    try:
+        address = ipaddress.IPv6Address(candidate)
+    except ValueError:
+        return False
+    return not (address.is_loopback or address.is_unspecified)
+
+
+# Other countries' passports look like any number, so they need the word next to them.
+_PASSPORT_WORDS = ("护照", "assport", "ASSPORT")
+_PASSPORT_BY_KEYWORD = re.compile(
+    r"(?:[Pp]assport|PASSPORT|护照)[^0-9\n]{0,24}?"
+    r"(?<![0-9A-Za-z])(?P<value>[A-Z]{0,2}[0-9]{6,9})(?![0-9A-Za-z])",
+    re.ASCII,
+)
+
+
+def iter_passport_by_keyword(folded: str) -> Iterator[Span]:
+    if not any(word in folded for word in _PASSPORT_WORDS):
+        return
+    for match in _PASSPORT_BY_KEYWORD.finditer(folded):
+        yield PASSPORT, match.start("value"), match.end("value")
