@@ -1,4 +1,4 @@
-"""The circuit breaker's states, and the call stage's retries and fallbacks, on scripted backends."""
+"""The circuit breaker, and the call stage's retries and fallbacks, on scripted backends."""
 
 from __future__ import annotations
 
