@@ -1,0 +1,270 @@
+"""Who is calling (API key → KeyPolicy), and what they may do.
+
+The hot path, `Authenticator.authenticate`, hashes the presented secret and looks the hash up in
+an in-memory dict (hash → KeyPolicy), then checks expiry: no I/O, a few µs. The dict is rebuilt
+from the key store at start, at once after a change made in this process (the admin endpoints
+call `reload`), and when a watcher thread sees the store's `keys_version` row move (a change made
+by the CLI from another process): it reads that one row every `auth.refresh_s` seconds. Swapping
+the dict's reference is atomic, so the event loop never takes a lock. Looking a hash up in a dict
+is not a timing oracle worth guarding: the caller does not choose the hash they present.
+
+With no keys in the store at all, thrifty serves without authentication, but only bound to a
+loopback address; bound anywhere else it refuses to start. Once a key exists, revoked or not,
+every call needs one.
+
+Authorization: each role allows some actions (`ROLE_ACTIONS`). Two gateway stages apply a key to
+a request: `Admit` runs first (viewers may not call models; a key limited to some models may not
+ask for another by name) and `ScopeTargets` runs after routing, narrowing the router's choice and
+its fallbacks to the places the key may use (a key limited to `local` asking for `auto` is
+answered locally or refused).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from thrifty.backends import Registry, Reply
+from thrifty.config import AuthSettings, Settings
+from thrifty.errors import AuthenticationError, PermissionDenied
+from thrifty.gateway.context import KeyPolicy, RequestContext
+from thrifty.store.keys import KeySnapshot, KeyStore, hash_secret
+
+logger = logging.getLogger(__name__)
+
+ROLE_ACTIONS: dict[str, frozenset[str]] = {
+    "admin": frozenset({"call", "manage_keys", "read_all_usage", "read_own_usage"}),
+    "user": frozenset({"call", "read_own_usage"}),
+    "viewer": frozenset({"read_own_usage"}),
+}
+_MISSING = (
+    "You didn't provide an API key. Send it in an Authorization header using Bearer auth "
+    "(Authorization: Bearer sk-...) or in an api-key header."
+)
+_CHALLENGE = {"www-authenticate": 'Bearer realm="thrifty"'}
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ExposureError(RuntimeError):
+    """Serving without keys on an address others can reach."""
+
+
+def may(key: KeyPolicy, action: str) -> bool:
+    return action in ROLE_ACTIONS.get(key.role, frozenset())
+
+
+def caller_fields(key: KeyPolicy | None) -> dict[str, Any]:
+    """RequestContext keyword arguments for the caller (none when serving without keys)."""
+    if key is None:
+        return {}
+    return {"key": key, "key_id": key.key_id, "tenant": key.tenant}
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+def exposure_problem(host: str, keys: int) -> str | None:
+    """Why serving on `host` with `keys` keys would be unsafe, or None."""
+    if keys or is_loopback(host):
+        return None
+    return (
+        f"refusing to serve on {host} without API keys: anyone who can reach it could use "
+        "your models. Create a key first (thrifty keys create --tenant NAME --role admin) "
+        "or bind to 127.0.0.1."
+    )
+
+
+def check_exposure(settings: Settings) -> None:
+    """The start-up refusal, for the CLI to give before loading anything."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with KeyStore(settings.database_url) as store:
+        problem = exposure_problem(settings.host, store.count())
+    if problem:
+        raise ExposureError(problem)
+
+
+def presented_secret(headers: Mapping[str, str]) -> str | None:
+    """The secret from `Authorization: Bearer …`, else from `api-key` (Azure clients send it)."""
+    value = headers.get("authorization")
+    if value is not None:
+        scheme, _, token = value.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" and token.strip() else ""
+    return headers.get("api-key") or None
+
+
+class Authenticator:
+    """Secret → KeyPolicy from an in-memory snapshot of the key store, kept fresh."""
+
+    def __init__(
+        self,
+        store: KeyStore,
+        settings: AuthSettings,
+        host: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.refresh_s = settings.refresh_s
+        self.host = host
+        self.clock = clock
+        self._keys = KeySnapshot(-1, {}, frozenset(), 0)
+        self._reloading = threading.Lock()  # writers only; lookups read `_keys` without it
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    @property
+    def required(self) -> bool:
+        """Whether calls need a key (false only while the store has no keys at all)."""
+        return self._keys.count > 0
+
+    def open(self) -> None:
+        """Load the keys; refuse an exposed keyless start; watch for changes from elsewhere."""
+        self.reload()
+        problem = exposure_problem(self.host, self._keys.count)
+        if problem:
+            raise ExposureError(problem)
+        if self.required:
+            logger.info("API keys required: %d active", len(self._keys.active))
+        else:
+            logger.warning(
+                "no API keys: accepting unauthenticated calls on loopback %s only; "
+                "`thrifty keys create` makes the first and turns authentication on",
+                self.host,
+            )
+        self._stop.clear()
+        self._watcher = threading.Thread(target=self._watch, name="key-watcher", daemon=True)
+        self._watcher.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+            self._watcher = None
+
+    def reload(self) -> None:
+        # The watcher and an admin request may reload at once: one at a time, so an older
+        # snapshot never lands after a newer one.
+        with self._reloading:
+            before = self._keys
+            self._keys = self.store.snapshot()
+        if before.version >= 0 and before.count == 0 and self.required:
+            logger.warning("API keys now exist: every call needs one from here on")
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.refresh_s):
+            try:
+                if self.store.version() != self._keys.version:
+                    self.reload()
+                    logger.info("API keys reloaded (version %d)", self._keys.version)
+            except Exception:  # a locked or missing database must not kill the watcher
+                logger.exception("checking API keys for changes failed")
+
+    def authenticate(self, headers: Mapping[str, str]) -> KeyPolicy | None:
+        """The caller's key; None when serving without keys. Raises AuthenticationError (401)."""
+        keys = self._keys
+        if keys.count == 0:
+            return None
+        secret = presented_secret(headers)
+        if not secret:
+            message = "Incorrect API key provided." if secret == "" else _MISSING
+            raise AuthenticationError(message, headers=_CHALLENGE)
+        digest = hash_secret(secret)
+        key = keys.active.get(digest)
+        if key is None:
+            if digest in keys.revoked:
+                raise AuthenticationError("This API key has been revoked.", headers=_CHALLENGE)
+            raise AuthenticationError("Incorrect API key provided.", headers=_CHALLENGE)
+        if key.expires_at is not None and key.expires_at <= self.clock():
+            raise AuthenticationError("This API key has expired.", headers=_CHALLENGE)
+        return key
+
+    def identify(self, headers: Mapping[str, str]) -> KeyPolicy:
+        """The caller's key, even while serving without keys (then: 401 saying how to make one)."""
+        key = self.authenticate(headers)
+        if key is None:
+            raise AuthenticationError(
+                "This endpoint needs an API key and none exist yet: create one with "
+                "`thrifty keys create --tenant NAME --role admin`.",
+                headers=_CHALLENGE,
+            )
+        return key
+
+    def require(self, headers: Mapping[str, str], action: str) -> KeyPolicy:
+        """A key whose role allows `action`: 401 without a good key, 403 for the wrong role."""
+        key = self.identify(headers)
+        if not may(key, action):
+            raise PermissionDenied(f"a {key.role} key may not do this ({action} is needed)")
+        return key
+
+    def guard(self, handler: Handler) -> Handler:
+        """`handler` behind authentication; the caller's key (or None) is in `request.state.key`."""
+
+        async def guarded(request: Request) -> Response:
+            request.state.key = self.authenticate(request.headers)
+            return await handler(request)
+
+        return guarded
+
+
+class Admit:
+    """First stage: a viewer may not call models; a limited key may not name a model it lacks."""
+
+    def __init__(self, registry: Registry, router_models: frozenset[str]) -> None:
+        self.registry = registry
+        self.router_models = router_models
+
+    async def __call__(self, ctx: RequestContext) -> Reply | None:
+        key = ctx.key
+        if key is None:
+            return None
+        if not may(key, "call"):
+            raise PermissionDenied(f"a {key.role} key may read usage but not call models")
+        allowed = key.models
+        if allowed is None or ctx.model in allowed or ctx.model in self.router_models:
+            return None
+        target = self.registry.resolve(ctx.model)
+        if target is not None and target.route not in allowed:  # unknown names get their 404
+            raise PermissionDenied(
+                f"this API key may not use the model `{ctx.model}`; "
+                f"it may use: {', '.join(sorted(allowed))}",
+                param="model",
+            )
+        return None
+
+
+class ScopeTargets:
+    """After routing: keep only the targets (first choice and fallbacks) the key may use."""
+
+    def __init__(self, router_models: frozenset[str]) -> None:
+        self.router_models = router_models
+
+    async def __call__(self, ctx: RequestContext) -> Reply | None:
+        key = ctx.key
+        if key is None or key.models is None or not ctx.targets:
+            return None
+        if ctx.model in key.models and ctx.model not in self.router_models:
+            return None  # asked for by a name the key lists
+        kept = [t for t in ctx.targets if t.route in key.models]
+        if not kept:
+            raise PermissionDenied(
+                f"this API key may not use `{ctx.targets[0].route}`, where this request "
+                f"would go; it may use: {', '.join(sorted(key.models))}",
+                param="model",
+            )
+        if len(kept) != len(ctx.targets):
+            ctx.targets = kept
+            ctx.route = kept[0].route
+        return None

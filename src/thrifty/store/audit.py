@@ -1,0 +1,268 @@
+"""The audit log: append-only, hash-chained rows for admin actions and every request's metadata.
+
+A row holds who acted, on what, and what came of it: request id, time, key id, tenant, model,
+route, status, tokens, cost, or for an admin action what changed. Never a secret, never a prompt.
+
+Each row carries `prev_hash` (the previous row's `hash`; 64 zeros for the first) and `hash`, the
+sha256 of its canonical form: every column but `hash` (so `seq` and `prev_hash` too) as JSON with
+sorted keys and no whitespace. Editing a row breaks its own hash; deleting a row leaves a gap in
+`seq` and breaks the next row's link; inserting one breaks the sequence or a link. `verify` walks
+the chain and names the first bad row. Triggers refuse UPDATE and DELETE, so accidents fail
+loudly; the chain catches the deliberate edits made around them.
+
+A plain hash chain can be recomputed by whoever can write the database, and losing the newest
+rows leaves no trace in it: keep the head that `thrifty audit verify` prints somewhere else
+(a ticket, a log shipper) and compare it later.
+
+Writers: `AuditLog.record` is a gateway finisher that queues one event per request; a writer
+thread appends them in batches, off the hot path. Admin actions are appended by `append` inside
+the very transaction that makes the change, so no key change goes unaudited. Every append runs
+in BEGIN IMMEDIATE and reads the head inside it: writers in several processes (a gateway and the
+CLI) extend one chain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+
+from thrifty.gateway.context import RequestContext
+from thrifty.store.migrations import migrate
+from thrifty.store.request_log import connect
+
+logger = logging.getLogger(__name__)
+
+GENESIS = "0" * 64
+EVENT_FIELDS = (
+    "ts", "action", "actor", "tenant", "request_id", "endpoint", "model", "route", "status",
+    "prompt_tokens", "completion_tokens", "cost_nanos", "detail",
+)  # fmt: skip
+_CHAINED = ("seq", *EVENT_FIELDS, "prev_hash")
+_INTEGERS = ("status", "prompt_tokens", "completion_tokens", "cost_nanos")
+_INSERT = "INSERT INTO audit_log ({}, hash) VALUES ({})".format(
+    ", ".join(_CHAINED), ", ".join("?" * (len(_CHAINED) + 1))
+)
+_STOP = object()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One thing that happened, before it takes its place in the chain."""
+
+    ts: float
+    action: str  # request | key.create | key.revoke | admin.denied
+    actor: str | None = None  # key id; cli:<user> for the CLI
+    tenant: str | None = None
+    request_id: str | None = None
+    endpoint: str | None = None
+    model: str | None = None
+    route: str | None = None
+    status: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_nanos: int | None = None
+    detail: str = "{}"  # JSON text, hashed as stored
+
+
+def request_event(ctx: RequestContext) -> AuditEvent:
+    usage = ctx.usage or {}
+    return AuditEvent(
+        ts=ctx.received_at,
+        action="request",
+        actor=ctx.key_id,
+        tenant=ctx.tenant,
+        request_id=ctx.id,
+        endpoint=ctx.endpoint,
+        model=ctx.model,
+        route=ctx.route,
+        status=ctx.status,
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        cost_nanos=ctx.cost_nanos,
+    )
+
+
+def detail(**fields: Any) -> str:
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def row_hash(row: dict[str, Any]) -> str:
+    """sha256 over the canonical form of a row: the chained columns, JSON, sorted keys."""
+    canonical = {name: row[name] for name in _CHAINED}
+    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@contextlib.contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction that takes the lock at once (so the head read inside stays the head)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+def append(conn: sqlite3.Connection, events: Sequence[AuditEvent]) -> str:
+    """Chain `events` onto the log; call inside `immediate(conn)`. Returns the new head hash."""
+    head = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (head[0], head[1]) if head is not None else (0, GENESIS)
+    rows = []
+    for event in events:
+        seq += 1
+        row = {"seq": seq, **asdict(event), "prev_hash": prev}
+        # hash what SQLite will hand back: REAL and INTEGER columns coerce what they store
+        row["ts"] = float(row["ts"])
+        for name in _INTEGERS:
+            if row[name] is not None:
+                row[name] = int(row[name])
+        prev = row_hash(row)
+        rows.append((*(row[name] for name in _CHAINED), prev))
+    conn.executemany(_INSERT, rows)
+    return prev
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    rows: int  # rows checked (all of them when ok)
+    head: str  # the last good row's hash
+    bad_seq: int | None = None  # the first bad row
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.bad_seq is None
+
+
+def verify(conn: sqlite3.Connection) -> Verdict:
+    """Walk the chain from the first row; stop at the first row that does not hold."""
+    expected_seq, prev, count = 1, GENESIS, 0
+    cursor = conn.execute(f"SELECT {', '.join(_CHAINED)}, hash FROM audit_log ORDER BY seq")
+    cursor.row_factory = sqlite3.Row
+    for found in cursor:
+        row = dict(found)
+        seq = row["seq"]
+        problem = None
+        if seq > expected_seq:
+            missing = str(expected_seq) if seq == expected_seq + 1 else f"{expected_seq}-{seq - 1}"
+            problem = f"row {missing} before it is missing (deleted)"
+        elif seq < expected_seq:
+            problem = f"out of sequence (expected {expected_seq}): inserted"
+        elif row["prev_hash"] != prev:
+            problem = "does not link to the row before it: a row was inserted or rewritten"
+        elif row_hash(row) != row["hash"]:
+            problem = "its contents do not match its hash: edited"
+        if problem is not None:
+            return Verdict(count, prev, seq, problem)
+        prev, expected_seq, count = row["hash"], seq + 1, count + 1
+    return Verdict(count, prev)
+
+
+def tail(conn: sqlite3.Connection, n: int) -> list[dict[str, Any]]:
+    cursor = conn.execute("SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?", (n,))
+    cursor.row_factory = sqlite3.Row
+    return [dict(r) for r in reversed(cursor.fetchall())]
+
+
+class AuditLog:
+    """The in-process writer: `record` (a finisher) and `add` queue; a thread appends batches."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        batch_size: int = 256,
+        flush_interval_s: float = 0.25,
+        on_drop: Callable[[int], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.on_drop = on_drop
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._flushed = threading.Condition()
+        self._pending = 0
+
+    def open(self) -> None:
+        conn = connect(self.url)
+        try:
+            migrate(conn)
+        finally:
+            conn.close()
+        self._thread = threading.Thread(target=self._run, name="audit-log", daemon=True)
+        self._thread.start()
+
+    def record(self, ctx: RequestContext) -> None:
+        """Finisher: one audit row per request, queued (the hot path pays for a small object)."""
+        self.add(request_event(ctx))
+
+    def add(self, event: AuditEvent) -> None:
+        with self._flushed:
+            self._pending += 1
+        self._queue.put(event)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Block until every event added so far is written."""
+        with self._flushed:
+            return self._flushed.wait_for(lambda: self._pending == 0, timeout)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _run(self) -> None:
+        conn = connect(self.url)
+        conn.isolation_level = None  # transactions are explicit: `immediate`
+        stopping = False
+        try:
+            while not stopping:
+                try:
+                    item = self._queue.get(timeout=self.flush_interval_s)
+                except queue.Empty:
+                    continue
+                batch: list[AuditEvent] = []
+                while True:
+                    if item is _STOP:
+                        stopping = True
+                        break
+                    batch.append(item)
+                    if len(batch) >= self.batch_size:
+                        break
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                if batch:
+                    self._write(conn, batch)
+        finally:
+            conn.close()
+
+    def _write(self, conn: sqlite3.Connection, batch: list[AuditEvent]) -> None:
+        for attempt in range(5):
+            try:
+                with immediate(conn):
+                    append(conn, batch)
+                break
+            except sqlite3.OperationalError as exc:  # locked by another writer
+                logger.warning("audit log write failed (attempt %d): %s", attempt + 1, exc)
+                threading.Event().wait(0.2 * (attempt + 1))
+        else:
+            logger.error("dropped %d audit rows", len(batch))
+            if self.on_drop:
+                self.on_drop(len(batch))
+        with self._flushed:
+            self._pending -= len(batch)
+            self._flushed.notify_all()

@@ -1,0 +1,588 @@
+"""A fake OpenAI-compatible upstream with injectable faults: the "cloud" of failure tests.
+
+It is a real HTTP server (a raw ASGI app under uvicorn with httptools and uvloop, the cheapest
+Python stack measured here: ~0.07-0.09 CPU-ms per request against aiohttp.web's ~0.10-0.15), so
+the gateway benchmark can also use it as a minimal fast upstream.
+
+Run it on its own::
+
+    python tests/fakes/upstream.py --port 9000 [--mode ok] [--model-name fake-chat]
+
+(it prints ``ready`` once listening), or from a test::
+
+    with start_upstream() as up:          # a subprocess on a free port of 127.0.0.1
+        up.set_mode("http429", retry_after=2, times=1)
+        ...  # point thrifty at up.url
+        assert up.stats()["requests"] == 2
+
+Endpoints: ``POST /v1/chat/completions`` and ``POST /v1/completions`` (stream or not; usage with
+DeepSeek's ``prompt_cache_hit_tokens`` / ``prompt_cache_miss_tokens``, where a message prefix seen
+in an earlier request counts as hits; the answer names the length of the last user message, so
+tests can tell answers apart), ``GET /v1/models``, ``GET /health``.
+
+Control: ``POST /_fault`` ``{"mode", "delay_s", "retry_after", "times"}``, ``GET /_stats``,
+``POST /_reset``. Faults apply to completion requests only; ``times: N`` limits a fault to the next
+N of them, after which the upstream is ``ok`` again. The modes are in `MODES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import orjson
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = Sequence[tuple[bytes, bytes]]
+
+MODES: dict[str, str] = {
+    "ok": "answer normally",
+    "slow": "sleep delay_s (default 1), then answer normally",
+    "hang": "accept the request and never answer",
+    "refuse": "close the TCP connection without a response",
+    "http500": "500 with an OpenAI error body",
+    "http429": "429 with Retry-After: retry_after (default 1)",
+    "malformed": "200 with a body that is not JSON (stream: an event that is not JSON)",
+    "cut": "stream: two chunks, then drop the connection; not stream: half a body, then drop",
+}
+DEFAULT_MODEL = "fake-chat"
+_KEPT_BODIES = 50
+_MAX_REMEMBERED_PREFIXES = 100_000
+_JSON = b"application/json"
+
+
+@dataclass(slots=True)
+class Fault:
+    """What the next completion requests get; `times` None means until changed."""
+
+    mode: str = "ok"
+    delay_s: float = 0.0
+    retry_after: float = 1.0
+    times: int | None = None
+
+    @classmethod
+    def parse(cls, data: Any) -> Fault:
+        if not isinstance(data, dict):
+            raise ValueError("the fault must be a JSON object")
+        unknown = set(data) - {"mode", "delay_s", "retry_after", "times"}
+        if unknown:
+            raise ValueError(f"unknown fault fields: {', '.join(sorted(unknown))}")
+        mode = data.get("mode", "ok")
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
+        times = data.get("times")
+        if times is not None and (not isinstance(times, int) or times < 1):
+            raise ValueError("times must be a positive integer")
+        default_delay = 1.0 if mode == "slow" else 0.0
+        return cls(
+            mode,
+            float(data.get("delay_s", default_delay)),
+            float(data.get("retry_after", 1.0)),
+            times,
+        )
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token, at least one: deterministic, and close enough for tests."""
+    return max(1, (len(text) + 3) // 4)
+
+
+def _text(content: Any) -> str:
+    """A message's text, whether content is a string or a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def _prompt_parts(endpoint: str, body: dict[str, Any]) -> list[str]:
+    if endpoint == "chat":
+        messages = body.get("messages")
+        return (
+            [_text(m.get("content")) for m in messages if isinstance(m, dict)] if messages else []
+        )
+    prompt = body.get("prompt", "")
+    if isinstance(prompt, list):
+        return [p if isinstance(p, str) else "    " for p in prompt]  # token ids: one each
+    return [str(prompt)]
+
+
+def _last_user_text(endpoint: str, body: dict[str, Any]) -> str:
+    if endpoint != "chat":
+        return "".join(_prompt_parts(endpoint, body))
+    for message in reversed(body.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _text(message.get("content"))
+    return ""
+
+
+def _error_body(message: str, type_: str, code: str) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
+
+
+def _seconds(value: float) -> bytes:
+    return f"{value:g}".encode()
+
+
+def _abort_connection(send: Send) -> None:
+    """Close the TCP connection under a request at once, with nothing more sent.
+
+    ASGI has no message for "drop the connection without an answer", which `refuse` and `cut`
+    need; uvicorn's `send` is a method of its request cycle, and the cycle holds the transport.
+    """
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    abort = getattr(transport, "abort", None)
+    if abort is None:
+        raise RuntimeError("cannot reach the connection: run the fake upstream under uvicorn")
+    abort()
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _drop(send: Send, receive: Receive) -> None:
+    """Close the connection at once and wait until uvicorn has seen it go (so it logs nothing)."""
+    _abort_connection(send)
+    await _until_disconnect(receive)
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, content_type: bytes = _JSON, extra: Headers = ()
+) -> None:
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class FakeUpstreamApp:
+    """The ASGI app: canned completions, faults on demand, and a record of what it was sent."""
+
+    def __init__(self, mode: str = "ok", model_name: str = DEFAULT_MODEL) -> None:
+        self.model_name = model_name
+        self.fault = Fault.parse({"mode": mode})
+        self.requests = 0
+        self.bodies: deque[Any] = deque(maxlen=_KEPT_BODIES)
+        self._prefixes: set[int] = set()  # hashes of message prefixes seen: the "prompt cache"
+        self._created = int(time.time())
+        self._routes: dict[tuple[str, str], Callable[[Receive, Send], Awaitable[None]]] = {
+            ("POST", "/v1/chat/completions"): self._chat,
+            ("POST", "/v1/completions"): self._completions,
+            ("GET", "/v1/models"): self._models,
+            ("GET", "/health"): self._health,
+            ("POST", "/_fault"): self._set_fault,
+            ("GET", "/_stats"): self._stats,
+            ("POST", "/_reset"): self._reset,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        handler = self._routes.get((scope["method"], scope["path"]))
+        if handler is None:
+            message = f"no route {scope['method']} {scope['path']}"
+            await _respond(send, 404, _error_body(message, "invalid_request_error", "not_found"))
+            return
+        await handler(receive, send)
+
+    # -- control ---------------------------------------------------------------------------------
+
+    async def _set_fault(self, receive: Receive, send: Send) -> None:
+        try:
+            self.fault = Fault.parse(orjson.loads(await _read_body(receive)))
+        except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+            await _respond(send, 400, _error_body(str(exc), "invalid_request_error", "bad_fault"))
+            return
+        await _respond(send, 200, orjson.dumps(asdict(self.fault)))
+
+    async def _stats(self, receive: Receive, send: Send) -> None:
+        stats = {
+            "requests": self.requests,
+            "bodies": list(self.bodies),
+            "fault": asdict(self.fault),
+        }
+        await _respond(send, 200, orjson.dumps(stats))
+
+    async def _reset(self, receive: Receive, send: Send) -> None:
+        self.requests = 0
+        self.bodies.clear()
+        self._prefixes.clear()
+        await _respond(send, 200, b'{"reset":true}')
+
+    def _take_fault(self) -> Fault:
+        """The fault for this request; counts down a `times` fault and ends it when used up."""
+        fault = self.fault
+        if fault.times is not None:
+            if fault.times <= 1:
+                self.fault = Fault()
+            else:
+                self.fault = Fault(fault.mode, fault.delay_s, fault.retry_after, fault.times - 1)
+        return fault
+
+    # -- plain endpoints -------------------------------------------------------------------------
+
+    async def _models(self, receive: Receive, send: Send) -> None:
+        card = {
+            "id": self.model_name,
+            "object": "model",
+            "created": self._created,
+            "owned_by": "fake",
+        }
+        await _respond(send, 200, orjson.dumps({"object": "list", "data": [card]}))
+
+    async def _health(self, receive: Receive, send: Send) -> None:
+        await _respond(send, 200, b'{"status":"ok"}')
+
+    # -- completions -----------------------------------------------------------------------------
+
+    async def _chat(self, receive: Receive, send: Send) -> None:
+        await self._complete("chat", receive, send)
+
+    async def _completions(self, receive: Receive, send: Send) -> None:
+        await self._complete("completions", receive, send)
+
+    async def _complete(self, endpoint: str, receive: Receive, send: Send) -> None:
+        raw = await _read_body(receive)
+        self.requests += 1
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        self.bodies.append(body if body is not None else raw.decode("utf-8", "replace"))
+        if not isinstance(body, dict):
+            message = "the request body is not a JSON object"
+            await _respond(send, 400, _error_body(message, "invalid_request_error", "bad_json"))
+            return
+        fault = self._take_fault()
+        if fault.delay_s > 0:
+            await asyncio.sleep(fault.delay_s)
+        mode = fault.mode
+        if mode == "hang":
+            await _until_disconnect(receive)
+        elif mode == "refuse":
+            await _drop(send, receive)
+        elif mode == "http500":
+            error = _error_body("fake upstream: injected failure", "server_error", "internal_error")
+            await _respond(send, 500, error)
+        elif mode == "http429":
+            error = _error_body("fake upstream: slow down", "rate_limit_error", "rate_limited")
+            await _respond(send, 429, error, extra=[(b"retry-after", _seconds(fault.retry_after))])
+        elif body.get("stream"):
+            await self._stream(endpoint, body, mode, receive, send)
+        else:
+            await self._whole(endpoint, body, mode, receive, send)
+
+    def _answer(self, endpoint: str, body: dict[str, Any]) -> tuple[list[str], str, dict[str, Any]]:
+        """The answer's tokens (one word each), its finish reason, and its usage."""
+        chars = len(_last_user_text(endpoint, body))
+        words = ["Fake", " answer", " to", " a", f" {chars}-character", " message."]
+        limit = body.get("max_tokens") or body.get("max_completion_tokens")
+        finish = "stop"
+        if isinstance(limit, int) and 0 < limit < len(words):
+            words, finish = words[:limit], "length"
+        return words, finish, self._usage(_prompt_parts(endpoint, body), len(words))
+
+    def _usage(self, parts: list[str], completion_tokens: int) -> dict[str, Any]:
+        """Usage in DeepSeek's shape: the longest message prefix seen before counts as hits."""
+        sizes = [estimate_tokens(p) + 4 for p in parts]  # +4: the chat template's wrapping
+        prompt = sum(sizes)
+        keys = [hash(tuple(parts[: k + 1])) for k in range(len(parts))]
+        hit = 0
+        for k in range(len(keys) - 1, -1, -1):
+            if keys[k] in self._prefixes:
+                hit = sum(sizes[: k + 1])
+                break
+        if len(self._prefixes) > _MAX_REMEMBERED_PREFIXES:
+            self._prefixes.clear()
+        self._prefixes.update(keys)
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt + completion_tokens,
+            "prompt_cache_hit_tokens": hit,
+            "prompt_cache_miss_tokens": prompt - hit,
+            "prompt_tokens_details": {"cached_tokens": hit},
+        }
+
+    def _head(self, body: dict[str, Any], obj: str) -> dict[str, Any]:
+        return {
+            "id": f"fake-{self.requests}",
+            "object": obj,
+            "created": int(time.time()),
+            "model": body.get("model") or self.model_name,
+            "system_fingerprint": "fake",
+        }
+
+    async def _whole(
+        self, endpoint: str, body: dict[str, Any], mode: str, receive: Receive, send: Send
+    ) -> None:
+        words, finish, usage = self._answer(endpoint, body)
+        text = "".join(words)
+        if endpoint == "chat":
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}}
+            payload = self._head(body, "chat.completion")
+        else:
+            choice = {"index": 0, "text": text}
+            payload = self._head(body, "text_completion")
+        choice.update(logprobs=None, finish_reason=finish)
+        payload.update(choices=[choice], usage=usage)
+        data = orjson.dumps(payload)
+        if mode == "malformed":
+            await _respond(send, 200, data[: len(data) // 2])  # truncated JSON, whole response
+        elif mode == "cut":
+            start = {"type": "http.response.start", "status": 200}
+            start["headers"] = [(b"content-type", _JSON), (b"content-length", b"%d" % len(data))]
+            await send(start)
+            await send(
+                {"type": "http.response.body", "body": data[: len(data) // 2], "more_body": True}
+            )
+            await _drop(send, receive)
+        else:
+            await _respond(send, 200, data)
+
+    async def _stream(
+        self, endpoint: str, body: dict[str, Any], mode: str, receive: Receive, send: Send
+    ) -> None:
+        words, finish, usage = self._answer(endpoint, body)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream"),
+                    (b"cache-control", b"no-cache"),
+                ],
+            }
+        )
+        chat = endpoint == "chat"
+        head = self._head(body, "chat.completion.chunk" if chat else "text_completion")
+        events: list[bytes] = []
+        for i, word in enumerate(words):
+            if chat:
+                delta = {"role": "assistant", "content": word} if i == 0 else {"content": word}
+                choice: dict[str, Any] = {"index": 0, "delta": delta}
+            else:
+                choice = {"index": 0, "text": word}
+            choice.update(logprobs=None, finish_reason=None)
+            events.append(orjson.dumps({**head, "choices": [choice]}))
+        last: dict[str, Any] = {"index": 0, "delta": {}} if chat else {"index": 0, "text": ""}
+        last.update(logprobs=None, finish_reason=finish)
+        events.append(orjson.dumps({**head, "choices": [last]}))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append(orjson.dumps({**head, "choices": [], "usage": usage}))
+        if mode == "malformed":
+            events[0] = events[0][: len(events[0]) // 2]
+        for n, event in enumerate(events):
+            if mode == "cut" and n == 2:
+                await _drop(send, receive)
+                return
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: " + event + b"\n\n",
+                    "more_body": True,
+                }
+            )
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+
+# -- running it: as a process of its own -----------------------------------------------------------
+
+
+def serve(
+    port: int, mode: str = "ok", model_name: str = DEFAULT_MODEL, host: str = "127.0.0.1"
+) -> None:
+    """Serve until SIGINT/SIGTERM; print `ready` once listening."""
+    import importlib.util
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                print("ready", flush=True)
+
+    def has(module: str) -> bool:
+        return importlib.util.find_spec(module) is not None
+
+    config = uvicorn.Config(
+        FakeUpstreamApp(mode, model_name),
+        host=host,
+        port=port,
+        loop="uvloop" if has("uvloop") else "asyncio",
+        http="httptools" if has("httptools") else "h11",
+        lifespan="off",
+        proxy_headers=False,  # its middleware costs time on every request and is of no use here
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=1,  # `hang` requests would otherwise hold shutdown forever
+    )
+    Server(config).run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--mode", default="ok", choices=list(MODES))
+    parser.add_argument("--model-name", default=DEFAULT_MODEL, help="the model /v1/models lists")
+    args = parser.parse_args(argv)
+    serve(args.port, args.mode, args.model_name, args.host)
+
+
+# -- running it: from a test or a benchmark ------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class FakeUpstream:
+    """A running fake upstream subprocess, and its control endpoints as methods."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+        self.proc = proc
+        self.port = port
+        self.log_path = log_path
+        self.root = f"http://127.0.0.1:{port}"
+        self.url = self.root + "/v1"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        data = None if payload is None else orjson.dumps(payload)
+        request = urllib.request.Request(self.root + path, data, method=method)
+        request.add_header("content-type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return orjson.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raise ValueError(exc.read().decode("utf-8", "replace")) from None
+
+    def set_mode(self, mode: str = "ok", **params: Any) -> dict[str, Any]:
+        """Switch behaviour: `delay_s`, `retry_after`, `times` as in `POST /_fault`."""
+        result: dict[str, Any] = self._call("POST", "/_fault", {"mode": mode, **params})
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        """`{"requests": n, "bodies": [last 50 bodies], "fault": {...}}`."""
+        result: dict[str, Any] = self._call("GET", "/_stats")
+        return result
+
+    def reset(self) -> None:
+        """Clear the stats (and the prompt cache); the fault stays as it is."""
+        self._call("POST", "/_reset")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        with contextlib.suppress(OSError):
+            self.log_path.unlink()
+
+    def __enter__(self) -> FakeUpstream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_upstream(
+    port: int | None = None,
+    mode: str = "ok",
+    *,
+    model_name: str = DEFAULT_MODEL,
+    timeout_s: float = 15.0,
+) -> FakeUpstream:
+    """Start the fake upstream on 127.0.0.1 (a free port when None) and wait until it answers."""
+    port = port or free_port()
+    fd, log_name = tempfile.mkstemp(prefix="fake-upstream-", suffix=".log")
+    with os.fdopen(fd, "wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--port",
+                str(port),
+                "--mode",
+                mode,
+                "--model-name",
+                model_name,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    upstream = FakeUpstream(proc, port, Path(log_name))
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log_text = upstream.log()
+            upstream.stop()
+            raise RuntimeError(f"the fake upstream exited with code {proc.returncode}:\n{log_text}")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(upstream.root + "/health", timeout=1) as response,
+        ):
+            if response.status == 200:
+                return upstream
+        time.sleep(0.02)
+    upstream.stop()
+    raise TimeoutError(f"the fake upstream did not answer within {timeout_s:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
