@@ -494,3 +494,31 @@ def test_a_secret_never_appears_in_logs_request_log_errors_or_metrics(
         assert secret.encode() not in raw
     assert prompt not in dump  # the audit log and the request log keep no prompts
     assert "api_keys" in dump and "audit_log" in dump
+
+
+def test_usage_is_scoped_to_the_callers_tenant(settings: Settings) -> None:
+    _, acme = make_key(settings, "acme", role="user")
+    _, other = make_key(settings, "globex", role="user")
+    _, admin = make_key(settings, "ops", role="admin")
+
+    async def steps(client: httpx.AsyncClient) -> dict[str, Any]:
+        for secret in (acme, acme, other):
+            ok = await client.post(
+                CHAT, json={"model": "deepseek-chat", "messages": HI},
+                headers={"authorization": f"Bearer {secret}"},
+            )  # fmt: skip
+            assert ok.status_code == 200
+        seen = {}
+        for name, secret in (("acme", acme), ("globex", other), ("admin", admin)):
+            got = await client.get(
+                "/v1/usage?by=tenant", headers={"authorization": f"Bearer {secret}"}
+            )
+            assert got.status_code == 200
+            seen[name] = got.json()
+        return seen
+
+    seen = serve(settings, steps)
+    assert seen["acme"]["total"]["requests"] == 2
+    assert seen["globex"]["total"]["requests"] == 1
+    assert [row["key"] for row in seen["acme"]["rows"]] == ["acme"]
+    assert {row["key"] for row in seen["admin"]["rows"]} >= {"acme", "globex"}

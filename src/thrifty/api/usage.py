@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from thrifty.api.auth import may
 from thrifty.api.responses import json_response
 from thrifty.costs.money import CURRENCIES
 from thrifty.errors import InvalidRequest
@@ -61,14 +62,19 @@ def parse_query(
 def usage_endpoint(rt: Runtime) -> Callable[[Request], Awaitable[Response]]:
     """The `/v1/usage` handler over ``rt``'s request log."""
 
-    def report(since: float, until: float | None, by: Grouping | None, currency: str) -> Any:
+    def report(
+        since: float, until: float | None, by: Grouping | None, currency: str, tenant: str | None
+    ) -> Any:
         rt.request_log.flush()  # rows appended so far are in the report
         settings = rt.settings
-        found = load_usage(settings.database_url, since, until, by)
+        found = load_usage(settings.database_url, since, until, by, tenant)
         return report_dict(found, currency, Decimal(str(settings.costs.cny_per_usd)))
 
     async def usage(request: Request) -> Response:
         since, until, by, currency = parse_query(request.query_params, time.time())
-        return json_response(await run_in_threadpool(report, since, until, by, currency))
+        key = getattr(request.state, "key", None)
+        # without keys (loopback only) everything is visible; else all of it for admins only
+        tenant = None if key is None or may(key, "read_all_usage") else key.tenant
+        return json_response(await run_in_threadpool(report, since, until, by, currency, tenant))
 
     return usage

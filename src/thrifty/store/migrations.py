@@ -37,19 +37,124 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX requests_tenant_ts ON requests (tenant, ts);
         """,
     ),
+    (
+        "0002_api_keys",
+        """
+        CREATE TABLE api_keys (
+            id              TEXT PRIMARY KEY,      -- public id, key_…: what logs and audits name
+            secret_hash     TEXT NOT NULL UNIQUE,  -- sha256 hex of the secret (never the secret)
+            tenant          TEXT NOT NULL,
+            role            TEXT NOT NULL,         -- admin | user | viewer
+            models          TEXT,                  -- JSON list of model names; NULL: every model
+            rpm             INTEGER,
+            tpm             INTEGER,
+            daily_tokens    INTEGER,
+            daily_usd_nanos INTEGER,               -- 1e-9 USD
+            tags            TEXT NOT NULL DEFAULT '[]',  -- JSON list
+            created_at      REAL NOT NULL,
+            expires_at      REAL,
+            revoked_at      REAL,
+            updated_at      REAL NOT NULL
+        );
+        CREATE INDEX api_keys_tenant ON api_keys (tenant);
+        -- one row, bumped in the same transaction as every key change: gateways poll it
+        CREATE TABLE keys_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+        INSERT INTO keys_version VALUES (1, 0);
+        """,
+    ),
+    (
+        "0003_audit_log",
+        """
+        CREATE TABLE audit_log (
+            seq               INTEGER PRIMARY KEY,  -- 1, 2, 3 … without gaps
+            ts                REAL    NOT NULL,
+            action            TEXT    NOT NULL,     -- request | key.create | key.revoke | …
+            actor             TEXT,                 -- key id; cli:<user> for the CLI
+            tenant            TEXT,
+            request_id        TEXT,
+            endpoint          TEXT,
+            model             TEXT,
+            route             TEXT,
+            status            INTEGER,
+            prompt_tokens     INTEGER,
+            completion_tokens INTEGER,
+            cost_nanos        INTEGER,
+            detail            TEXT    NOT NULL DEFAULT '{}',  -- JSON: what an admin action changed
+            prev_hash         TEXT    NOT NULL,     -- previous row's hash; 64 zeros for the first
+            hash              TEXT    NOT NULL      -- sha256 of this row's canonical form
+        );
+        CREATE INDEX audit_log_ts ON audit_log (ts);
+        CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+        CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+        """,
+    ),
+    (
+        "0004_moderation_review",
+        """
+        CREATE TABLE moderation_review (
+            id          INTEGER PRIMARY KEY,  -- what `thrifty review mark ID` takes
+            request_id  TEXT    NOT NULL,
+            ts          REAL    NOT NULL,     -- unix time of the request
+            tenant      TEXT    NOT NULL,
+            key_id      TEXT,
+            model       TEXT    NOT NULL,
+            direction   TEXT    NOT NULL,     -- input | output
+            action      TEXT    NOT NULL,     -- block | mask | flag (the strongest taken)
+            lists       TEXT    NOT NULL,     -- comma-separated word lists that matched
+            excerpt     TEXT    NOT NULL,     -- the text around the matches
+            verdict     TEXT,                 -- NULL (pending) | ok | bad
+            note        TEXT,
+            reviewed_at REAL
+        );
+        CREATE INDEX moderation_review_pending ON moderation_review (verdict, id);
+        """,
+    ),
 ]
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:
-    """Apply what has not been applied; return the names applied now."""
+    """Apply what has not been applied; return the names applied now.
+
+    Each migration runs in a `BEGIN IMMEDIATE` transaction that first re-reads whether it is
+    applied: two processes starting on a fresh database (a gateway and `thrifty keys create`)
+    cannot both apply it.
+    """
     conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
-    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+    conn.commit()
     applied = []
-    for name, sql in MIGRATIONS:
-        if name in done:
-            continue
-        with conn:
-            conn.executescript(f"BEGIN;{sql}")
-            conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
-        applied.append(name)
+    saved_isolation = conn.isolation_level
+    conn.isolation_level = None  # we issue BEGIN/COMMIT ourselves
+    try:
+        for name, sql in MIGRATIONS:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
+                    conn.execute("COMMIT")
+                    continue
+                for statement in _statements(sql):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            applied.append(name)
+    finally:
+        conn.isolation_level = saved_isolation
     return applied
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into complete statements (triggers' inner semicolons included)."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {buffer.strip()[:80]}")
+    return statements

@@ -80,10 +80,18 @@ def iso(ts: float | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def _where(since: float, until: float | None) -> tuple[str, tuple[float, ...]]:
-    if until is None:
-        return "ts >= ?", (since,)
-    return "ts >= ? AND ts < ?", (since, until)
+def _where(
+    since: float, until: float | None, tenant: str | None = None
+) -> tuple[str, tuple[float | str, ...]]:
+    clauses: list[str] = ["ts >= ?"]
+    params: list[float | str] = [since]
+    if until is not None:
+        clauses.append("ts < ?")
+        params.append(until)
+    if tenant is not None:
+        clauses.append("tenant = ?")
+        params.append(tenant)
+    return " AND ".join(clauses), tuple(params)
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -208,15 +216,19 @@ def _key_of(by: Grouping) -> Callable[[Sequence[Any]], str]:
 
 
 def usage_report(
-    conn: sqlite3.Connection, since: float, until: float | None = None, by: Grouping | None = None
+    conn: sqlite3.Connection,
+    since: float,
+    until: float | None = None,
+    by: Grouping | None = None,
+    tenant: str | None = None,
 ) -> UsageReport:
-    """Requests with ``since <= ts < until``, in groups by ``by`` and in total.
+    """Requests with ``since <= ts < until`` (of one tenant, if given), by ``by`` and in total.
 
     Groups come by request count, largest first (days in date order).
     """
     if by is not None and by not in GROUPINGS:
         raise ValueError(f"cannot group by {by!r}; choose one of {', '.join(GROUPINGS)}")
-    where, params = _where(since, until)
+    where, params = _where(since, until, tenant)
     rows = conn.execute(f"SELECT {_COLUMNS} FROM requests WHERE {where}", params)
     return _aggregate(rows, since, until, by)
 
@@ -244,14 +256,18 @@ def _aggregate(
 
 
 def load_usage(
-    url: str, since: float, until: float | None = None, by: Grouping | None = None
+    url: str,
+    since: float,
+    until: float | None = None,
+    by: Grouping | None = None,
+    tenant: str | None = None,
 ) -> UsageReport:
     """`usage_report` over the log at ``url``; a log not yet created is an empty report."""
     if not sqlite_path(url).exists():
         return _aggregate((), since, until, by)
     conn = connect(url)
     try:
-        return usage_report(conn, since, until, by)
+        return usage_report(conn, since, until, by, tenant)
     except sqlite3.OperationalError as exc:
         if "no such table" not in str(exc):
             raise
