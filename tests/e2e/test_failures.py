@@ -8,6 +8,7 @@ import time
 import httpx
 import openai
 import pytest
+
 from support import ThriftyServer
 
 pytestmark = pytest.mark.slow

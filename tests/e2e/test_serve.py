@@ -9,6 +9,7 @@ from decimal import Decimal
 import httpx
 import openai
 import pytest
+
 from support import ThriftyServer
 
 pytestmark = pytest.mark.slow
@@ -127,19 +128,9 @@ def test_models_and_probes(gateway: ThriftyServer) -> None:
 
 
 def test_chat_cli_streams(gateway: ThriftyServer) -> None:
+    command = [sys.executable, "-m", "thrifty.cli", "chat", "--url", gateway.base_url]
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "thrifty.cli",
-            "chat",
-            "--url",
-            gateway.base_url,
-            "--show-route",
-            "--temperature",
-            "0",
-        ]
-        + ["What is the capital of France?"],
+        [*command, "--show-route", "--temperature", "0", "What is the capital of France?"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -20,24 +20,33 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from thrifty import __version__
+from thrifty.api.admin import KeyAdmin
+from thrifty.api.auth import Admit, Authenticator, ScopeTargets
 from thrifty.api.openai import OpenAIService
 from thrifty.api.openapi import openapi_schema
 from thrifty.api.responses import error_response, json_response
+from thrifty.api.usage import usage_endpoint
 from thrifty.backends import Registry, build_registry
 from thrifty.config import Settings
 from thrifty.costs.pricebook import PriceBook
 from thrifty.errors import MethodNotAllowed, NotFound, ThriftyError
 from thrifty.gateway.breaker import CircuitBreaker
+from thrifty.gateway.cache import ResponseCache
 from thrifty.gateway.call import Caller
 from thrifty.gateway.guard import Guard
+from thrifty.gateway.limits import PriceEstimate, build_limiter
 from thrifty.gateway.meter import Meter
 from thrifty.gateway.metrics import Metrics
+from thrifty.gateway.moderation import Moderation, build_self_check
 from thrifty.gateway.pii import PIIDetector
 from thrifty.gateway.pipeline import Gateway
 from thrifty.gateway.privacy import PIIScan, PrivacyGuard
 from thrifty.gateway.route import ModelRoute
 from thrifty.gateway.router import Router
+from thrifty.store.audit import AuditLog
+from thrifty.store.keys import KeyStore
 from thrifty.store.request_log import RequestLog
+from thrifty.store.review import ReviewQueue
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +65,11 @@ class Runtime:
             flush_interval_s=settings.store.flush_interval_s,
             on_drop=self.metrics.dropped.inc,
         )
+        self.keys = KeyStore(settings.database_url)
+        self.auth = Authenticator(self.keys, settings.auth, settings.host)
+        self.audit = AuditLog(
+            settings.database_url, flush_interval_s=settings.store.flush_interval_s
+        )
         self.breakers = {
             up.name: CircuitBreaker(up.breaker.failures, up.breaker.window_s, up.breaker.cooldown_s)
             for up in settings.upstreams
@@ -67,18 +81,38 @@ class Runtime:
             {up.name: up.max_retries for up in settings.upstreams},
             on_retry=lambda name: self.metrics.retries.labels(name).inc(),
         )
+        self.review = ReviewQueue(settings.database_url)
+        self.moderation = Moderation(settings.moderation, review=self.review.add)
+        self_check = build_self_check(settings, caller, self.registry, self.moderation)
+        estimate = PriceEstimate(self.prices, settings.costs.cny_per_usd)
+        self.limiter = build_limiter(settings.limits, estimate)
+        self.cache = ResponseCache(settings.cache, self.metrics)
         self.gateway = Gateway(
             stages=[
+                Admit(self.registry, self.router.models),
                 Guard(settings.limits),
+                self.moderation,
+                *([self_check] if self_check is not None else []),
                 PIIScan(detector),
                 self.router,
                 ModelRoute(self.registry),
                 PrivacyGuard(settings.privacy, self.registry, detector),
+                ScopeTargets(self.router.models),
+                self.cache,  # after privacy and key scope decided the final targets
+                self.limiter,  # last: counts only what is about to be called, on its final route
             ],
             caller=caller,
             meter=Meter(settings.costs, self.prices, self.registry),
-            finishers=[self.request_log.append, self.metrics.observe],
+            finishers=[
+                self.limiter.finish,  # after the meter: charges the real usage and cost
+                self.moderation.finish,
+                self.cache.finish,  # stores a model's completed answer
+                self.request_log.append,
+                self.metrics.observe,
+            ],
         )
+        if settings.auth.audit_requests:
+            self.gateway.finishers.append(self.audit.record)
         self.metrics.on_collect(self._refresh_gauges)
         self.started_at = int(time.time())
 
@@ -92,7 +126,11 @@ class Runtime:
 
     async def start(self) -> None:
         self.settings.home.mkdir(parents=True, exist_ok=True)
+        self.keys.open()
+        self.auth.open()  # refuses a keyless start on a non-loopback address, before anything runs
         self.request_log.open()
+        self.audit.open()
+        self.review.open()
         for backend in self.registry.backends:
             await backend.start()
 
@@ -102,7 +140,12 @@ class Runtime:
                 await backend.close()
             except Exception:
                 logger.exception("closing %s failed", backend.name)
+        await self.limiter.close()
         self.request_log.close()
+        self.audit.close()
+        self.review.close()
+        self.auth.close()
+        self.keys.close()
 
     def model_cards(self) -> list[dict[str, Any]]:
         cards = [
@@ -160,12 +203,14 @@ def build_app(settings: Settings, registry: Registry | None = None) -> Starlette
     routes = [
         Route("/v1/chat/completions", openai.chat, methods=["POST"]),
         Route("/v1/completions", openai.completions, methods=["POST"]),
-        Route("/v1/models", openai.models, methods=["GET"]),
-        Route("/v1/models/{model:path}", openai.model, methods=["GET"]),
+        Route("/v1/models", rt.auth.guard(openai.models), methods=["GET"]),
+        Route("/v1/models/{model:path}", rt.auth.guard(openai.model), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", schema, methods=["GET"]),
+        Route("/v1/usage", rt.auth.guard(usage_endpoint(rt)), methods=["GET"]),
+        *KeyAdmin(rt).routes(),
     ]
     app = Starlette(
         routes=routes,

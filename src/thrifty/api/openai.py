@@ -7,6 +7,7 @@ answer's cost is known only at its end: it rides in the final usage chunk as `x_
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from thrifty.api.auth import caller_fields
 from thrifty.api.protocol import ChatCompletionRequest, CompletionRequest
 from thrifty.api.responses import SSE_DONE, SSEResponse, error_response, json_response, sse_event
 from thrifty.backends import Reply, StreamStats
@@ -27,6 +29,8 @@ from thrifty.gateway.privacy import StreamRestorer, unmask_payload
 
 if TYPE_CHECKING:
     from thrifty.api.app import Runtime
+
+logger = logging.getLogger(__name__)
 
 _SCHEMAS: dict[Endpoint, type[BaseModel]] = {
     "chat": ChatCompletionRequest,
@@ -88,7 +92,9 @@ class OpenAIService:
 
     async def _handle(self, request: Request, endpoint: Endpoint) -> Response:
         started = time.perf_counter()
+        key = None
         try:
+            key = self.rt.auth.authenticate(request.headers)  # 401 before anything else
             body = await self.read_json(request)
             try:
                 _SCHEMAS[endpoint].model_validate(body)
@@ -96,7 +102,9 @@ class OpenAIService:
                 raise validation_error(exc) from None
         except ThriftyError as exc:
             asked = body.get("model") if isinstance(locals().get("body"), dict) else None
-            ctx = RequestContext(endpoint, {}, str(asked or ""), False, started=started)
+            ctx = RequestContext(
+                endpoint, {}, str(asked or ""), False, started=started, **caller_fields(key)
+            )
             return self._fail(ctx, exc)
         ctx = RequestContext(
             endpoint,
@@ -105,13 +113,17 @@ class OpenAIService:
             bool(body.get("stream")),
             started=started,
             request_headers=request.headers,
+            **caller_fields(key),
         )
         if ctx.stream:
             return await self._stream(ctx)
         try:
             reply = await self.rt.gateway.complete(ctx)
+            self.rt.moderation.check_answer(ctx, reply.payload)  # masks in place, or refuses
         except ThriftyError as exc:
             return self._fail(ctx, exc)
+        except Exception:
+            return self._fail(ctx, _internal(ctx))
         self.rt.gateway.finish(ctx)
         if ctx.pii_mapping:
             unmask_payload(reply.payload, ctx.pii_mapping)
@@ -133,6 +145,8 @@ class OpenAIService:
             opened = await self.rt.gateway.stream(ctx, stats)
         except ThriftyError as exc:
             return self._fail(ctx, exc)
+        except Exception:
+            return self._fail(ctx, _internal(ctx))
         if isinstance(opened, Reply):
             events = _replay(opened)
         else:
@@ -163,24 +177,36 @@ class OpenAIService:
         usage_chunk: bytes | None = None
         restorer = StreamRestorer(ctx.pii_mapping) if ctx.pii_mapping else None
         capture = StreamCapture() if ctx.capture_stream else None
+        guard = self.rt.moderation.stream_guard(ctx)  # None: no word list watches answers
         try:
             async for payload in events:
                 if b'"choices":[]' in payload and b'"usage":{' in payload:
                     usage_chunk = payload  # held back: the cost goes into it at the end
                     continue
-                if restorer is not None or capture is not None:
+                if restorer is not None or capture is not None or guard is not None:
                     chunk = orjson.loads(payload)
                     if restorer is not None:
                         chunk = restorer.chunk(chunk)
+                    if guard is not None:
+                        chunk = guard.chunk(chunk)  # masks, or raises on a blocked term
+                    if restorer is not None or guard is not None:
                         payload = orjson.dumps(chunk)
                     if capture is not None:
                         capture.add(chunk)
                 yield sse_event(payload)
-        except ThriftyError as exc:  # mid-stream: headers are gone, say it in the stream
-            ctx.status, ctx.error_code = exc.status, exc.code
-            yield sse_event(exc.body())
+            tail = guard.close() if guard is not None else None
+            if tail is not None:  # text held back from a choice that never said it finished
+                if capture is not None:
+                    capture.add(tail)
+                yield sse_event(orjson.dumps(tail))
+        except Exception as exc:  # mid-stream: headers are gone, say it in the stream
+            error = exc if isinstance(exc, ThriftyError) else _internal(ctx)
+            ctx.status, ctx.error_code = error.status, error.code
+            yield sse_event(error.body())
             yield SSE_DONE
             return
+        finally:
+            await _close(events)  # an upstream stream we stopped reading is closed now, not by GC
         self._settle_stream(ctx, stats)
         if capture is not None:
             ctx.reply = capture.payload(ctx.usage)
@@ -207,11 +233,26 @@ class OpenAIService:
         return error_response(ModelNotFound(f"The model `{name}` does not exist", param="model"))
 
 
+async def _close(events: AsyncIterator[bytes]) -> None:
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _internal(ctx: RequestContext) -> ThriftyError:
+    """A bug of ours: log it with its traceback, tell the client in OpenAI's shape."""
+    logger.exception("request %s failed inside the gateway", ctx.id)
+    return ThriftyError(f"internal error (request {ctx.id}); see the server log")
+
+
 async def _chain(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    if first is not None:
-        yield first
-    async for payload in rest:
-        yield payload
+    try:
+        if first is not None:
+            yield first
+        async for payload in rest:
+            yield payload
+    finally:
+        await _close(rest)
 
 
 async def _replay(reply: Reply) -> AsyncIterator[bytes]:

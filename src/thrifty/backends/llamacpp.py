@@ -254,8 +254,10 @@ class LlamaServerBackend:
         client = self._admit()
         body = self._prepare(endpoint, body)
         self.in_flight += 1
+        chunks = client.stream(endpoint, body, stats)
         try:
-            async for payload in client.stream(endpoint, body, stats):
+            async for payload in chunks:
                 yield payload
         finally:
             self.in_flight -= 1
+            await chunks.aclose()  # a client that left stops the generation now

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -166,7 +166,7 @@ class OpenAICompatBackend:
 
     async def stream(
         self, endpoint: Endpoint, body: dict[str, Any], stats: StreamStats
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         self.in_flight += 1
         try:
             async with self.session.post(

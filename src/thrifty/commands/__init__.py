@@ -6,8 +6,20 @@ import click
 
 
 def register(main: click.Group) -> None:
+    from thrifty.commands.alerts import alerts
+    from thrifty.commands.audit import audit
+    from thrifty.commands.cache import cache
+    from thrifty.commands.keys import keys
+    from thrifty.commands.review import review
     from thrifty.commands.route import route
     from thrifty.commands.tco import tco
+    from thrifty.commands.usage import usage
 
+    main.add_command(alerts)
+    main.add_command(audit)
+    main.add_command(cache)
+    main.add_command(keys)
+    main.add_command(review)
     main.add_command(route)
     main.add_command(tco)
+    main.add_command(usage)

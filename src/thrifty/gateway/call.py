@@ -135,3 +135,7 @@ class Caller:
             if breaker is not None:
                 breaker.record_failure()
             raise
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()  # stop reading the upstream now: frees its slot and connection

@@ -6,6 +6,7 @@ The names here are a contract: `deploy/prometheus/rules.yaml` and the Grafana da
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -65,6 +66,8 @@ class Metrics:
             "thrifty_upstream_retries", "Retried upstream attempts", ["upstream"], registry=r
         )
         self._collect_hooks: list[Callable[[], None]] = []
+        self._series: dict[tuple[str, str], _Series] = {}
+        self._status: dict[tuple[str, str, int], Any] = {}
 
     def on_collect(self, hook: Callable[[], None]) -> None:
         """Run `hook` before each scrape (gauges read from live objects)."""
@@ -77,17 +80,40 @@ class Metrics:
 
     def observe(self, ctx: RequestContext) -> None:
         route = ctx.route or "none"
-        self.requests.labels(route, ctx.model, str(ctx.status)).inc()
-        self.latency.labels(route).observe(ctx.latency_s)
+        # a name no target answers to is the client's free text: one label for all of them
+        model = ctx.model if ctx.targets else "unresolved"
+        series = self._series.get((route, model))
+        if series is None:  # labels() costs a lock and a dict lookup per call: once per pair
+            series = self._series[(route, model)] = _Series(self, route, model)
+        status = self._status.get((route, model, ctx.status))
+        if status is None:
+            status = self.requests.labels(route, model, str(ctx.status))
+            self._status[(route, model, ctx.status)] = status
+        status.inc()
+        series.latency.observe(ctx.latency_s)
         ttft = ctx.ttft_s
         if ttft is not None:
-            self.ttft.labels(route).observe(ttft)
+            series.ttft.observe(ttft)
         usage = ctx.usage
         if usage:
-            self.tokens.labels(route, "in").inc(usage.get("prompt_tokens") or 0)
-            self.tokens.labels(route, "out").inc(usage.get("completion_tokens") or 0)
+            series.tokens_in.inc(usage.get("prompt_tokens") or 0)
+            series.tokens_out.inc(usage.get("completion_tokens") or 0)
         if ctx.cost_nanos is not None:
-            self.cost.labels(route, ctx.model).inc(ctx.cost_nanos / 1e9)
+            series.cost.inc(ctx.cost_nanos / 1e9)
         if ctx.baseline_nanos is not None:
             # saving = baseline - cost, in PromQL; a counter of it could not go negative
-            self.baseline.labels(route, ctx.model).inc(ctx.baseline_nanos / 1e9)
+            series.baseline.inc(ctx.baseline_nanos / 1e9)
+
+
+class _Series:
+    """The labelled children one (route, model) pair updates on every request."""
+
+    __slots__ = ("baseline", "cost", "latency", "tokens_in", "tokens_out", "ttft")
+
+    def __init__(self, metrics: Metrics, route: str, model: str) -> None:
+        self.latency = metrics.latency.labels(route)
+        self.ttft = metrics.ttft.labels(route)
+        self.tokens_in = metrics.tokens.labels(route, "in")
+        self.tokens_out = metrics.tokens.labels(route, "out")
+        self.cost = metrics.cost.labels(route, model)
+        self.baseline = metrics.baseline.labels(route, model)

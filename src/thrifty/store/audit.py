@@ -26,9 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import queue
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -36,6 +34,7 @@ from typing import Any
 import orjson
 
 from thrifty.gateway.context import RequestContext
+from thrifty.store.batching import BatchWriter
 from thrifty.store.migrations import migrate
 from thrifty.store.request_log import connect
 
@@ -174,8 +173,10 @@ def tail(conn: sqlite3.Connection, n: int) -> list[dict[str, Any]]:
     return [dict(r) for r in reversed(cursor.fetchall())]
 
 
-class AuditLog:
+class AuditLog(BatchWriter[AuditEvent]):
     """The in-process writer: `record` (a finisher) and `add` queue; a thread appends batches."""
+
+    name = "audit-log"
 
     def __init__(
         self,
@@ -185,14 +186,8 @@ class AuditLog:
         flush_interval_s: float = 0.25,
         on_drop: Callable[[int], None] | None = None,
     ) -> None:
+        super().__init__(batch_size=batch_size, flush_interval_s=flush_interval_s, on_drop=on_drop)
         self.url = url
-        self.batch_size = batch_size
-        self.flush_interval_s = flush_interval_s
-        self.on_drop = on_drop
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._flushed = threading.Condition()
-        self._pending = 0
 
     def open(self) -> None:
         conn = connect(self.url)
@@ -200,69 +195,17 @@ class AuditLog:
             migrate(conn)
         finally:
             conn.close()
-        self._thread = threading.Thread(target=self._run, name="audit-log", daemon=True)
-        self._thread.start()
+        self.start()
 
     def record(self, ctx: RequestContext) -> None:
         """Finisher: one audit row per request, queued (the hot path pays for a small object)."""
         self.add(request_event(ctx))
 
-    def add(self, event: AuditEvent) -> None:
-        with self._flushed:
-            self._pending += 1
-        self._queue.put(event)
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Block until every event added so far is written."""
-        with self._flushed:
-            return self._flushed.wait_for(lambda: self._pending == 0, timeout)
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join(timeout=30)
-            self._thread = None
-
-    def _run(self) -> None:
+    def connect(self) -> sqlite3.Connection:
         conn = connect(self.url)
         conn.isolation_level = None  # transactions are explicit: `immediate`
-        stopping = False
-        try:
-            while not stopping:
-                try:
-                    item = self._queue.get(timeout=self.flush_interval_s)
-                except queue.Empty:
-                    continue
-                batch: list[AuditEvent] = []
-                while True:
-                    if item is _STOP:
-                        stopping = True
-                        break
-                    batch.append(item)
-                    if len(batch) >= self.batch_size:
-                        break
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                if batch:
-                    self._write(conn, batch)
-        finally:
-            conn.close()
+        return conn
 
-    def _write(self, conn: sqlite3.Connection, batch: list[AuditEvent]) -> None:
-        for attempt in range(5):
-            try:
-                with immediate(conn):
-                    append(conn, batch)
-                break
-            except sqlite3.OperationalError as exc:  # locked by another writer
-                logger.warning("audit log write failed (attempt %d): %s", attempt + 1, exc)
-                threading.Event().wait(0.2 * (attempt + 1))
-        else:
-            logger.error("dropped %d audit rows", len(batch))
-            if self.on_drop:
-                self.on_drop(len(batch))
-        with self._flushed:
-            self._pending -= len(batch)
-            self._flushed.notify_all()
+    def write(self, conn: sqlite3.Connection, batch: Sequence[AuditEvent]) -> None:
+        with immediate(conn):
+            append(conn, batch)

@@ -1,21 +1,19 @@
 """The request log: one row per request, written off the hot path by a batching thread.
 
-`append` costs a tuple and a queue put. A writer thread drains the queue every
-`flush_interval_s` (or at `batch_size` rows) into SQLite in WAL mode in one transaction.
-`close` writes what is left: the app's lifespan calls it on shutdown, SIGTERM included.
+`append` costs a tuple and a queue put; `BatchWriter` writes the rows into SQLite (WAL) in
+batches. `close` writes what is left: the app's lifespan calls it on shutdown, SIGTERM included.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from thrifty.gateway.context import RequestContext
+from thrifty.store.batching import BatchWriter
 from thrifty.store.migrations import migrate
 
 logger = logging.getLogger(__name__)
@@ -29,7 +27,6 @@ _INSERT = (
     f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(COLUMNS))})"
 )
-_STOP = object()
 
 
 def sqlite_path(url: str) -> Path:
@@ -85,7 +82,9 @@ def _cached_tokens(usage: dict[str, Any]) -> int:
     return int(hit or 0)
 
 
-class RequestLog:
+class RequestLog(BatchWriter[tuple[Any, ...]]):
+    name = "request-log"
+
     def __init__(
         self,
         url: str,
@@ -94,14 +93,8 @@ class RequestLog:
         flush_interval_s: float = 0.25,
         on_drop: Callable[[int], None] | None = None,
     ) -> None:
+        super().__init__(batch_size=batch_size, flush_interval_s=flush_interval_s, on_drop=on_drop)
         self.url = url
-        self.batch_size = batch_size
-        self.flush_interval_s = flush_interval_s
-        self.on_drop = on_drop
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._flushed = threading.Condition()
-        self._pending = 0
 
     def open(self) -> None:
         conn = connect(self.url)
@@ -111,69 +104,15 @@ class RequestLog:
                 logger.info("request log migrated: %s", ", ".join(applied))
         finally:
             conn.close()
-        self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
-        self._thread.start()
+        self.start()
 
     def append(self, ctx: RequestContext) -> None:
-        with self._flushed:
-            self._pending += 1
-        self._queue.put(row_of(ctx))
+        """Finisher: the request's row, queued for the writer thread."""
+        self.add(row_of(ctx))
 
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Block until every row appended so far is written (tests and reports use this)."""
-        with self._flushed:
-            return self._flushed.wait_for(lambda: self._pending == 0, timeout)
+    def connect(self) -> sqlite3.Connection:
+        return connect(self.url)
 
-    def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join(timeout=30)
-            self._thread = None
-
-    def _run(self) -> None:
-        conn = connect(self.url)
-        stopping = False
-        try:
-            while not stopping:
-                batch: list[tuple[Any, ...]] = []
-                try:
-                    item = self._queue.get(timeout=self.flush_interval_s)
-                except queue.Empty:
-                    continue
-                while True:
-                    if item is _STOP:
-                        stopping = True
-                        break
-                    batch.append(item)
-                    if len(batch) >= self.batch_size:
-                        break
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                if batch:
-                    self._write(conn, batch)
-        finally:
-            conn.close()
-
-    def _write(self, conn: sqlite3.Connection, batch: Sequence[tuple[Any, ...]]) -> None:
-        written = False
-        for attempt in range(5):
-            try:
-                with conn:
-                    conn.executemany(_INSERT, batch)
-                written = True
-                break
-            except sqlite3.OperationalError as exc:  # locked by a report or another process
-                logger.warning("request log write failed (attempt %d): %s", attempt + 1, exc)
-                threading.Event().wait(0.2 * (attempt + 1))
-            except Exception:  # a bad row must not kill the writer: count the batch as dropped
-                logger.exception("request log batch could not be written")
-                break
-        if not written:
-            logger.error("dropped %d request-log rows", len(batch))
-            if self.on_drop:
-                self.on_drop(len(batch))
-        with self._flushed:
-            self._pending -= len(batch)
-            self._flushed.notify_all()
+    def write(self, conn: sqlite3.Connection, batch: Sequence[tuple[Any, ...]]) -> None:
+        with conn:
+            conn.executemany(_INSERT, batch)

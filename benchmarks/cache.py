@@ -1,0 +1,375 @@
+"""The response cache: hit latency through a real gateway, cache throughput, and its parts.
+
+A `thrifty serve --no-local` subprocess answers from the fake upstream of `tests/fakes/upstream.py`
+(the baseline: a miss goes there), with the exact and the semantic cache on. The questions are
+the paraphrase pairs of tests/data/paraphrases.jsonl: each pair's first question is asked once
+(a miss, stored), then
+
+- exact hits: the same questions again, one connection;
+- semantic hits: the second question of each pair the semantic cache answered (a semantic hit
+  stores nothing, so the same question hits semantically every time), one connection;
+- throughput: exact hits over 8 connections, and the gateway's CPU time per hit.
+
+Then the parts, in this process: one embedding per model, and the vector search that each
+replica runs in its own index, against what a lookup would cost if it read the vectors from Redis
+each time (Debian's Redis has no vector search).
+
+    .venv/bin/python benchmarks/cache.py                         # default model, 2000 hits a row
+    .venv/bin/python benchmarks/cache.py -n 500 --model multilingual-e5-small
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import httptools
+import numpy as np
+import orjson
+
+from _common import (
+    ROOT,
+    cpu_seconds,
+    free_port,
+    load_average,
+    machine_header,
+    percentile,
+    start_fake_upstream,
+    table,
+    thrifty_serve,
+)
+
+PAIRS = ROOT / "tests" / "data" / "paraphrases.jsonl"
+MODEL = "fake-chat"
+TARGET_EXACT_P99_MS = 2.0
+TARGET_SEMANTIC_P99_MS = 15.0
+
+
+def request_bytes(port: int, question: str) -> bytes:
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": question}],
+        "temperature": 0,
+        "max_tokens": 64,
+    }
+    data = orjson.dumps(body)
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    return head.encode() + data
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection, one request at a time; keeps x-thrifty-cache."""
+
+    def __init__(self) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._done: asyncio.Future[tuple[int, str]] | None = None
+        self._cache = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._parser.feed_data(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_exception(exc or ConnectionResetError("closed"))
+
+    def on_header(self, name: bytes, value: bytes) -> None:  # httptools callback
+        if name.lower() == b"x-thrifty-cache":
+            self._cache = value.decode()
+
+    def on_message_complete(self) -> None:  # httptools callback
+        if self._done is not None and not self._done.done():
+            self._done.set_result((self._parser.get_status_code(), self._cache))
+
+    async def send(self, request: bytes) -> tuple[int, str]:
+        """Write a request, wait for the whole response: (status, x-thrifty-cache)."""
+        assert self._transport is not None
+        self._cache = ""
+        self._done = asyncio.get_running_loop().create_future()
+        self._transport.write(request)
+        return await self._done
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+@dataclass(slots=True)
+class Pass:
+    latencies_s: list[float]
+    outcomes: list[str]
+    wall_s: float
+    server_cpu_s: float
+
+    def p_ms(self, q: float) -> float:
+        return percentile(self.latencies_s, q) * 1000
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies_s) / self.wall_s
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.server_cpu_s * 1000 / max(1, len(self.latencies_s))
+
+    def share(self, prefix: str) -> float:
+        return sum(o.startswith(prefix) for o in self.outcomes) / max(1, len(self.outcomes))
+
+
+async def run_pass(port: int, pid: int, questions: list[str], requests: int, conc: int) -> Pass:
+    loop = asyncio.get_running_loop()
+    connections = [
+        (await loop.create_connection(Connection, "127.0.0.1", port))[1] for _ in range(conc)
+    ]
+    payloads = [request_bytes(port, q) for q in questions]
+    latencies: list[float] = []
+    outcomes: list[str] = []
+    sent = 0
+
+    async def client(connection: Connection) -> None:
+        nonlocal sent
+        while sent < requests:
+            payload = payloads[sent % len(payloads)]
+            sent += 1
+            started = time.perf_counter()
+            status, outcome = await connection.send(payload)
+            latencies.append(time.perf_counter() - started)
+            outcomes.append(outcome if status == 200 else f"error {status}")
+
+    cpu_before = cpu_seconds(pid)
+    started = time.perf_counter()
+    try:
+        await asyncio.gather(*(client(c) for c in connections))
+    finally:
+        for connection in connections:
+            connection.close()
+    return Pass(latencies, outcomes, time.perf_counter() - started, cpu_seconds(pid) - cpu_before)
+
+
+async def through_gateway(args: argparse.Namespace, port: int, pid: int) -> dict[str, Pass]:
+    rows = [json.loads(line) for line in PAIRS.read_text(encoding="utf-8").splitlines()]
+    firsts = sorted({r["a"] for r in rows})
+    seconds = sorted({r["b"] for r in rows if r["same"]} - set(firsts))
+    passes: dict[str, Pass] = {}
+    first = passes["miss (to the upstream)"] = await run_pass(port, pid, firsts, len(firsts), 1)
+    # a few first questions paraphrase an earlier one (a semantic hit, nothing stored): only
+    # the ones that missed are exact hits from now on
+    stored = [q for q, o in zip(firsts, first.outcomes, strict=True) if o == "miss"]
+    # which paraphrases the semantic cache answers; the ones it misses get stored, so drop them
+    probe = await run_pass(port, pid, seconds, len(seconds), 1)
+    semantic = [q for q, o in zip(seconds, probe.outcomes, strict=True) if o.startswith("hit-sem")]
+    passes["exact hit"] = await run_pass(port, pid, stored, args.requests, 1)
+    if semantic:
+        passes["semantic hit"] = await run_pass(port, pid, semantic, args.requests, 1)
+    passes["exact hit, 8 connections"] = await run_pass(port, pid, stored, args.requests, 8)
+    print(
+        f"paraphrases answered semantically: {len(semantic)} of {len(seconds)} "
+        f"(the rest were different questions or missed)",
+        flush=True,
+    )
+    return passes
+
+
+def embedding_latency(models: list[str], texts: list[str]) -> list[list[object]]:
+    from thrifty.gateway.cache.base import MissingExtra
+    from thrifty.gateway.cache.embed import load_embedder
+
+    rows: list[list[object]] = []
+    for name in models:
+        try:
+            embedder = load_embedder(name)
+        except MissingExtra:
+            rows.append([f"embed one question: {name}", "not installed", None, None])
+            continue
+        embedder.embed("warm up")
+        times = []
+        for text in texts:
+            started = time.perf_counter()
+            embedder.embed(text)
+            times.append(time.perf_counter() - started)
+        rows.append(
+            [
+                f"embed one question: {name}",
+                len(times),
+                percentile(times, 0.5) * 1000,
+                percentile(times, 0.99) * 1000,
+            ]
+        )
+    return rows
+
+
+def exact_lookup(runs: int = 5000) -> list[list[object]]:
+    """The exact cache's own share of a hit: key, in-process get, decode (no HTTP, no gateway)."""
+    from thrifty.backends import Target
+    from thrifty.config import CacheSettings
+    from thrifty.gateway.cache import ResponseCache
+    from thrifty.gateway.context import RequestContext
+    from thrifty.gateway.metrics import Metrics
+
+    target = Target("local", cast(Any, None), "smollm2-135m")
+    cache = ResponseCache(CacheSettings(), Metrics())
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    body = {"model": "local", "messages": question, "temperature": 0}
+    answer = {"role": "assistant", "content": "Paris. " * 40}
+    reply = {"choices": [{"index": 0, "message": answer, "finish_reason": "stop"}]}
+
+    def ctx() -> RequestContext:
+        c = RequestContext("chat", dict(body), "local", False)
+        c.targets = [target]
+        return c
+
+    async def go() -> list[float]:
+        first = ctx()
+        await cache(first)
+        first.answered_by, first.reply = target, reply
+        cache.finish(first)
+        times = []
+        for _ in range(runs):
+            c = ctx()
+            started = time.perf_counter()
+            await cache(c)
+            times.append(time.perf_counter() - started)
+        return times
+
+    times = asyncio.run(go())
+    p50, p99 = percentile(times, 0.5) * 1000, percentile(times, 0.99) * 1000
+    return [["exact lookup + hit, in-process (the stage alone)", runs, p50, p99]]
+
+
+def vector_search(dim: int = 512) -> list[list[object]]:
+    """Per-replica numpy index vs reading the vectors from Redis on every lookup."""
+    from thrifty.gateway.cache.guard import Signature
+    from thrifty.gateway.cache.semantic import SemanticIndex
+
+    rng = np.random.default_rng(0)
+    rows: list[list[object]] = []
+    redis_server = shutil.which("redis-server")
+    for n in (1_000, 10_000, 100_000):
+        vectors = rng.standard_normal((n, dim)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        index = SemanticIndex(dim, 0.99, n)
+        sig = Signature.of("q")
+        far = time.time() + 3600
+        for i in range(n):
+            index.add("one partition", f"k{i}", vectors[i], sig, far)
+        times = []
+        for i in range(200):
+            started = time.perf_counter()
+            index.search("one partition", vectors[i], sig)
+            times.append(time.perf_counter() - started)
+        p50, p99 = percentile(times, 0.5) * 1000, percentile(times, 0.99) * 1000
+        rows.append([f"search this replica's index, {n:,} vectors", 200, p50, p99])
+        if redis_server is not None and n <= 10_000:
+            rows.append(redis_scan_row(redis_server, vectors))
+    return rows
+
+
+def redis_scan_row(exe: str, vectors: Any) -> list[object]:
+    """Read every vector from a Redis stream and scan it: what each lookup would cost."""
+    import redis
+
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen(
+            [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            cwd=tmp,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=port)
+        try:
+            for _ in range(100):
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    time.sleep(0.05)
+            pipe = client.pipeline(transaction=False)
+            for i, v in enumerate(vectors):
+                pipe.xadd("vec", {"k": f"k{i}", "v": v.tobytes()})
+            pipe.execute()
+            query = vectors[0]
+            times = []
+            for _ in range(20):
+                started = time.perf_counter()
+                entries = client.xrange("vec")
+                matrix = np.frombuffer(b"".join(f[b"v"] for _, f in entries), np.float32)
+                int(np.argmax(matrix.reshape(len(entries), -1) @ query))
+                times.append(time.perf_counter() - started)
+        finally:
+            client.close()
+            proc.terminate()
+            proc.wait(timeout=10)
+    return [
+        f"read {len(vectors):,} vectors from Redis + scan",
+        20,
+        percentile(times, 0.5) * 1000,
+        percentile(times, 0.99) * 1000,
+    ]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("-n", "--requests", type=int, default=2000, help="hits per row")
+    parser.add_argument(
+        "--model",
+        default="use-multilingual-v3",
+        choices=["use-multilingual-v3", "multilingual-e5-small"],
+        help="the gateway's semantic model",
+    )
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    print(machine_header(f"response cache: hits through thrifty serve ({args.model})"), flush=True)
+    with tempfile.TemporaryDirectory(prefix="thrifty-bench-") as tmp, start_fake_upstream() as up:
+        config = {
+            "upstreams": [{"name": "fake", "base_url": up.url, "models": {MODEL: MODEL}}],
+            "cache": {"semantic": True, "semantic_model": args.model},
+        }
+        with thrifty_serve(Path(tmp), "--no-local", config=config) as gateway:
+            passes = asyncio.run(through_gateway(args, gateway.port, gateway.pid))
+    headers = ["through the gateway", "requests", "p50 ms", "p99 ms", "req/s", "CPU ms/req"]
+    headers.append("outcome")
+    rows: list[list[object]] = []
+    for name, p in passes.items():
+        top = max(set(p.outcomes), key=p.outcomes.count)
+        outcome = f"{p.share(top.split(';')[0]) * 100:.0f}% {top.split(';')[0]}"
+        rows.append([name, len(p.latencies_s), p.p_ms(0.5), p.p_ms(0.99), p.rps, p.cpu_ms, outcome])
+    print()
+    print(table(headers, rows))
+    texts = [json.loads(line)["b"] for line in PAIRS.read_text(encoding="utf-8").splitlines()]
+    parts = exact_lookup()
+    parts += embedding_latency(["use-multilingual-v3", "multilingual-e5-small"], texts[:300])
+    parts += vector_search()
+    print()
+    print(table(["parts, in this process", "runs", "p50 ms", "p99 ms"], parts))
+    print()
+    for name, target in (
+        ("exact hit", TARGET_EXACT_P99_MS),
+        ("semantic hit", TARGET_SEMANTIC_P99_MS),
+    ):
+        if name in passes:
+            p99 = passes[name].p_ms(0.99)
+            verdict = "met" if p99 <= target else "MISSED"
+            print(f"target: {name} p99 <= {target:g} ms: {p99:.2f} ms ({verdict})")
+    print(f"at end: {load_average()}")
+
+
+if __name__ == "__main__":
+    main()

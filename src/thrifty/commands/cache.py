@@ -1,0 +1,156 @@
+"""`thrifty cache stats | clear`: the response cache that the configuration names.
+
+With `cache.redis_url` set, both talk to Redis directly (every replica shares that cache). The
+in-process cache lives inside a running `thrifty serve`: `stats` reads its numbers from the
+server's /metrics, and it empties only when that server restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from thrifty.config import Settings
+    from thrifty.gateway.cache.redis import RedisStore
+
+CONFIG_HELP = "YAML config file (default: $THRIFTY_CONFIG, else ./thrifty.yaml if present)."
+IN_PROCESS = "the cache is in-process (cache.redis_url is unset): it lives inside `thrifty serve`"
+
+_EPILOG = """\b
+Examples:
+  thrifty cache stats                    # entries, bytes, vectors; hits and misses if serving
+  thrifty cache stats --format json
+  thrifty cache clear --tenant acme -y   # one tenant's answers (Redis)
+  thrifty cache clear -y                 # everything (Redis)
+"""
+
+
+def _redis(settings: Settings) -> RedisStore:
+    from thrifty.gateway.cache.base import MissingExtra
+    from thrifty.gateway.cache.redis import RedisStore
+
+    c = settings.cache
+    assert c.redis_url is not None
+    try:
+        return RedisStore(c.redis_url, c.redis_prefix, c.max_entries, c.max_bytes, c.ttl_s)
+    except MissingExtra as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _server_metrics(settings: Settings) -> dict[str, float] | None:
+    """The `thrifty_cache_*` samples of the server this config runs, or None if none answers."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    url = f"http://{host}:{settings.port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            text = response.read().decode()
+    except (urllib.error.URLError, OSError):
+        return None
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith("thrifty_cache_") and not sample.name.endswith("_created"):
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                samples[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
+    return samples
+
+
+def _print(data: dict[str, Any], output_format: str) -> None:
+    if output_format == "json":
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    width = max(map(len, data))
+    for name, value in data.items():
+        shown = f"{value:g}" if isinstance(value, float) else value
+        click.echo(f"{name:<{width}}  {shown}")
+
+
+@click.group(epilog=_EPILOG)
+def cache() -> None:
+    """Inspect or empty the response cache (the `cache:` section of the config)."""
+
+
+@cache.command("stats")
+@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json for scripts.",
+)
+def stats(config: str | None, output_format: str) -> None:
+    """Entries, bytes and semantic vectors; hits, misses and evictions of a running server."""
+    from thrifty.cli import _settings
+
+    settings = _settings(config)
+    c = settings.cache
+    data: dict[str, Any] = {
+        "enabled": c.enabled,
+        "backend": "redis" if c.redis_url else "in-process",
+        "semantic": c.semantic,
+    }
+    if c.redis_url:
+        store = _redis(settings)
+        import redis
+
+        try:
+            numbers = store.stats()
+            data.update(
+                redis=c.redis_url.split("@")[-1],  # never print a password in the URL
+                prefix=c.redis_prefix,
+                entries=numbers.entries,
+                bytes=numbers.bytes,
+                vectors=store.vector_count(),
+                **store.info(),
+            )
+        except redis.RedisError as exc:
+            raise click.ClickException(f"cannot read the cache in Redis: {exc}") from None
+        finally:
+            store.close()
+    served = _server_metrics(settings)
+    if served is None:
+        if not c.redis_url:
+            click.echo(
+                f"{IN_PROCESS}; no server answers on {settings.host}:{settings.port} "
+                "(its /metrics carry thrifty_cache_*).",
+                err=True,
+            )
+    else:
+        data.update(served)
+    _print(data, output_format)
+
+
+@cache.command("clear")
+@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@click.option("--tenant", help="Only this tenant's answers (default: everything).")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def clear(config: str | None, tenant: str | None, yes: bool) -> None:
+    """Drop cached answers (and semantic vectors) from the shared Redis cache."""
+    from thrifty.cli import _settings
+    from thrifty.gateway.cache.keys import tenant_tag
+
+    settings = _settings(config)
+    if not settings.cache.redis_url:
+        raise click.ClickException(f"{IN_PROCESS}; restart the server to empty it.")
+    what = f"tenant {tenant!r}'s cached answers" if tenant else "every cached answer"
+    if not yes:
+        click.confirm(f"Drop {what} in {settings.cache.redis_prefix}* ?", abort=True)
+    store = _redis(settings)
+    import redis
+
+    try:
+        dropped = store.clear(tenant_tag(tenant) if tenant else None)
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot clear the cache in Redis: {exc}") from None
+    finally:
+        store.close()
+    click.echo(f"dropped {dropped} cached answer{'s' if dropped != 1 else ''}")

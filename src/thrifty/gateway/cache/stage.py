@@ -1,0 +1,431 @@
+"""The cache stage (lookup, before any model is called) and its finisher (the write, after).
+
+Lookup: requests the cache may serve (by default, reproducible ones: temperature 0 or a seed)
+are looked up by their exact key, then, when the semantic cache is on, by the nearest cached
+question in their partition. A hit answers the request: route `cache`, no model called, the
+original usage kept so that the meter prices the baseline the hit saved.
+
+Write: the finisher stores the answer of a request that missed (or asked `no-cache`) once it is
+complete and succeeded, streamed answers included (the API reassembles them when the stage sets
+`capture_stream`). Only an answer from the target the key names is stored: a fallback's answer
+would otherwise pin a worse model's reply under the preferred model's key.
+
+What a request never touches: the cache when its prompt was masked for the cloud (its answer was
+written for placeholders); the shared (Redis) cache when its prompt carries personal data,
+unless `cache.shared_pii`. A failing Redis is skipped for a few seconds, never a failed request.
+
+The lookup runs on the event loop when the cache is in-process (microseconds); Redis calls and
+embeddings run on small thread pools of their own, so neither blocks the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+
+from thrifty.backends import Reply
+from thrifty.config import CacheSettings
+from thrifty.gateway.cache.base import Backend
+from thrifty.gateway.cache.guard import Signature
+from thrifty.gateway.cache.keys import RequestKeys, deterministic, directives, request_keys
+from thrifty.gateway.cache.memory import MemoryStore
+from thrifty.gateway.cache.metrics import CacheMetrics
+from thrifty.gateway.cache.redis import RedisStore, VectorRecord
+from thrifty.gateway.context import RequestContext
+from thrifty.gateway.metrics import Metrics
+
+if TYPE_CHECKING:
+    from thrifty.gateway.cache.embed import Embedder
+    from thrifty.gateway.cache.semantic import SemanticIndex, Vector
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_BACKOFF_S = 5.0  # after a backend failure, go without the cache this long
+_FINISHED = ("stop", "length")
+
+
+@dataclass(slots=True)
+class _Pending:
+    """What the finisher needs to store a request's answer."""
+
+    keys: RequestKeys
+    ttl_s: float
+    text: str | None  # the question to index semantically, if any
+    vector: Vector | None = None  # its embedding, when the lookup computed one
+    signature: Signature | None = None
+
+
+class ResponseCache:
+    def __init__(
+        self,
+        settings: CacheSettings,
+        metrics: Metrics,
+        *,
+        backend: Backend | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.settings = settings
+        self.enabled = settings.enabled
+        self.metrics = CacheMetrics(metrics.registry)
+        self.backend = backend or build_backend(settings, self._evicted)
+        self.shared = self.backend if isinstance(self.backend, RedisStore) else None
+        self.max_entry_bytes = max(1024, settings.max_bytes // 64)  # one answer can't flush all
+        self.embedder: Embedder | None = None
+        self.index: SemanticIndex | None = None
+        if settings.enabled and settings.semantic:
+            from thrifty.gateway.cache.embed import load_embedder
+            from thrifty.gateway.cache.semantic import SemanticIndex
+
+            self.embedder = embedder or load_embedder(
+                settings.semantic_model, settings.semantic_threads
+            )
+            threshold = settings.semantic_threshold or self.embedder.threshold
+            self.index = SemanticIndex(self.embedder.dim, threshold, settings.max_entries)
+        # threads start on first use: an in-process exact cache never starts one
+        self._io = ThreadPoolExecutor(4, "thrifty-cache-io") if self.shared is not None else None
+        self._embedding = (
+            ThreadPoolExecutor(1, "thrifty-cache-embed") if self.index is not None else None
+        )
+        self._pending: dict[str, _Pending] = {}  # request id -> what to store when it is done
+        self._jobs: set[Future[Any]] = set()
+        self._down_until = 0.0
+        self._vectors_after = "0"  # last stream id read from Redis
+        self._refreshed_at = float("-inf")
+        self._refresh_lock = threading.Lock()
+        self._indexing: Counter[str] = Counter()  # partition -> questions on their way in
+        self._indexing_lock = threading.Lock()
+        metrics.on_collect(self._refresh_gauges)
+        if self._embedding is not None:  # load the model's weights now, off the event loop
+            assert self.embedder is not None
+            self._submit(self._embedding, self.embedder.embed, "warm up")
+
+    # -- the stage --------------------------------------------------------------------------
+
+    async def __call__(self, ctx: RequestContext) -> Reply | None:
+        if not self.enabled or not ctx.targets:
+            return None
+        wants = directives(ctx)
+        skip = self._skip_reason(ctx, wants.lookup or wants.store)
+        if skip is not None:
+            self.metrics.skipped.labels(skip).inc()
+            ctx.cache = "bypass"
+            return None
+        keys = request_keys(ctx, semantic=self.index is not None)
+        text = (
+            keys.text if keys.text and len(keys.text) <= self.settings.semantic_max_chars else None
+        )
+        ttl = min(wants.ttl_s or self.settings.ttl_s, self.settings.ttl_s)
+        pending = _Pending(keys, ttl, text)
+        if wants.lookup:
+            reply = await self._lookup(ctx, pending)
+            if reply is not None:
+                return reply
+            ctx.cache = "miss"
+        else:
+            self.metrics.skipped.labels("no-cache").inc()
+            ctx.cache = "bypass"
+        if wants.store:
+            self._pending[ctx.id] = pending
+            if ctx.stream:
+                ctx.capture_stream = True
+        return None
+
+    def _skip_reason(self, ctx: RequestContext, wanted: bool) -> str | None:
+        if not wanted:
+            return "no-store"  # no-cache and no-store together: nothing to do
+        if ctx.pii_mapping is not None:
+            return "masked"  # the answer was written for placeholders, not for this prompt
+        if ctx.pii and self.shared is not None and not self.settings.shared_pii:
+            return "pii"
+        if self.settings.only_deterministic and not deterministic(ctx.body):
+            return "nondeterministic"
+        if self.shared is not None and time.monotonic() < self._down_until:
+            return "unavailable"
+        return None
+
+    async def _lookup(self, ctx: RequestContext, pending: _Pending) -> Reply | None:
+        keys = pending.keys
+        raw = await self._io_call(self.backend.get, keys.exact, op="get")
+        if raw is not None:
+            return self._answer(ctx, raw, "exact", None)
+        self.metrics.misses.labels("exact").inc()
+        if self.index is None or pending.text is None or keys.partition is None:
+            return None
+        if self.shared is not None:
+            await self._refresh()  # other replicas' questions (at most every refresh_s)
+        if not self.index.knows(keys.partition) and not self._indexing.get(keys.partition):
+            # nothing to compare with: if the answer is stored, its question is embedded then,
+            # off the request's path
+            self.metrics.misses.labels("semantic").inc()
+            return None
+        vector = await self._embed(pending.text)
+        signature = Signature.of(pending.text)
+        pending.vector, pending.signature = vector, signature
+        match = self.index.search(keys.partition, vector, signature)
+        if match is not None:
+            raw = await self._io_call(self.backend.get, match.key, op="get")
+            if raw is not None:
+                return self._answer(ctx, raw, "semantic", match.similarity)
+            self.index.remove(match.key)  # evicted or expired since it was indexed
+        self.metrics.misses.labels("semantic").inc()
+        return None
+
+    def _answer(
+        self, ctx: RequestContext, raw: bytes, kind: str, similarity: float | None
+    ) -> Reply:
+        payload = orjson.loads(raw)  # a fresh object: the API may edit what it sends
+        ctx.route = "cache"
+        ctx.reason = f"cache:{kind}"
+        ctx.cache = "hit-exact" if similarity is None else f"hit-semantic;sim={similarity:.2f}"
+        usage = payload.get("usage")
+        ctx.usage = usage if isinstance(usage, dict) else None
+        self.metrics.hits.labels(kind).inc()
+        return Reply(payload)
+
+    # -- the finisher -----------------------------------------------------------------------
+
+    def finish(self, ctx: RequestContext) -> None:
+        """Store a completed answer that a model gave to a request that may be cached."""
+        pending = self._pending.pop(ctx.id, None)
+        if pending is None or ctx.status != 200 or ctx.route == "cache" or ctx.reply is None:
+            return
+        by, keys = ctx.answered_by, pending.keys
+        if by is None or (by.route, by.model) != (keys.route, keys.model):
+            return  # a fallback answered: not what the key names
+        payload = storable(ctx.reply, ctx.endpoint, ctx.stream)
+        if payload is None:
+            return
+        value = orjson.dumps(payload)
+        if len(value) > self.max_entry_bytes:
+            return
+        indexed = self._wants_index(pending)
+        if indexed:  # from now until it is in the index, lookups in its partition must embed
+            self._indexing_started(pending)
+        if self._io is None:
+            self.backend.put(keys.exact, value, pending.ttl_s)
+            self.metrics.writes.labels("exact").inc()
+            if indexed:
+                self._index_question(pending)
+        else:
+            self._submit(self._io, self._write_shared, pending, value, indexed)
+
+    def _write_shared(self, pending: _Pending, value: bytes, indexed: bool) -> None:
+        """On an I/O thread: the entry, then its question."""
+        try:
+            self.backend.put(pending.keys.exact, value, pending.ttl_s)
+        except Exception as exc:  # the answer was served; the cache just misses it
+            self._failed("put", exc)
+            if indexed:
+                self._indexing_done(pending)
+            return
+        self.metrics.writes.labels("exact").inc()
+        if indexed:
+            self._index_question(pending)
+
+    def _wants_index(self, pending: _Pending) -> bool:
+        return self.index is not None and pending.text is not None and bool(pending.keys.partition)
+
+    def _index_question(self, pending: _Pending) -> None:
+        if pending.vector is not None:
+            self._add_question(pending)
+            return
+        # the lookup did not embed it (no-cache, or nothing to compare with): embed it now, on
+        # the embedding thread; a lookup queued behind it there sees it indexed
+        assert self._embedding is not None
+        self._submit(self._embedding, self._embed_and_index, pending)
+
+    def _embed_and_index(self, pending: _Pending) -> None:
+        assert pending.text is not None
+        try:
+            pending.vector = self._embed_now(pending.text)
+            pending.signature = Signature.of(pending.text)
+        except BaseException:
+            self._indexing_done(pending)
+            raise
+        self._add_question(pending)
+
+    def _add_question(self, pending: _Pending) -> None:
+        assert self.index is not None and pending.keys.partition is not None
+        assert pending.vector is not None and pending.signature is not None
+        try:
+            expires_at = time.time() + pending.ttl_s
+            keys, vector, partition = pending.keys, pending.vector, pending.keys.partition
+            self.index.add(partition, keys.exact, vector, pending.signature, expires_at)
+            self.metrics.writes.labels("semantic").inc()
+            if self.shared is not None:
+                record = VectorRecord(
+                    keys.exact,
+                    partition,
+                    expires_at,
+                    vector.tobytes(),
+                    orjson.dumps(pending.signature.to_list()),
+                )
+                try:
+                    self.shared.add_vector(record)
+                except Exception as exc:
+                    self._failed("put", exc)
+        finally:
+            self._indexing_done(pending)
+
+    def _indexing_started(self, pending: _Pending) -> None:
+        assert pending.keys.partition is not None
+        with self._indexing_lock:
+            self._indexing[pending.keys.partition] += 1
+
+    def _indexing_done(self, pending: _Pending) -> None:
+        assert pending.keys.partition is not None
+        with self._indexing_lock:
+            self._indexing[pending.keys.partition] -= 1
+            if self._indexing[pending.keys.partition] <= 0:
+                del self._indexing[pending.keys.partition]
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    async def _io_call(self, fn: Callable[..., T], *args: Any, op: str) -> T | None:
+        """`fn(*args)`: inline for the in-process backend, else on the I/O pool, failing open."""
+        if self._io is None:
+            return fn(*args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+        except Exception as exc:
+            self._failed(op, exc)
+            return None
+
+    async def _embed(self, text: str) -> Vector:
+        assert self._embedding is not None
+        return await asyncio.get_running_loop().run_in_executor(
+            self._embedding, self._embed_now, text
+        )
+
+    def _embed_now(self, text: str) -> Vector:
+        assert self.embedder is not None
+        started = time.perf_counter()
+        vector = self.embedder.embed(text)
+        self.metrics.embed_seconds.observe(time.perf_counter() - started)
+        return vector
+
+    async def _refresh(self) -> None:
+        """Add the vectors other replicas wrote since the last look (at most every refresh_s)."""
+        now = time.monotonic()
+        if now - self._refreshed_at < self.settings.semantic_refresh_s:
+            return
+        self._refreshed_at = now
+        await self._io_call(self._read_vectors, op="refresh")
+
+    def _read_vectors(self) -> None:
+        import numpy as np
+
+        assert self.shared is not None and self.index is not None
+        with self._refresh_lock:
+            records, self._vectors_after = self.shared.read_vectors(self._vectors_after)
+            for record in records:
+                if record.key in self.index:
+                    continue  # this replica's own, or already read
+                vector = np.frombuffer(record.vector, np.float32)
+                signature = Signature.from_list(orjson.loads(record.signature))
+                self.index.add(record.partition, record.key, vector, signature, record.expires_at)
+
+    def _submit(self, pool: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any) -> None:
+        job = pool.submit(fn, *args)
+        self._jobs.add(job)
+        job.add_done_callback(self._done)
+
+    def _done(self, job: Future[Any]) -> None:
+        self._jobs.discard(job)
+        exc = None if job.cancelled() else job.exception()
+        if exc is not None:
+            logger.error("cache write failed", exc_info=exc)
+
+    def _failed(self, op: str, exc: Exception) -> None:
+        self.metrics.errors.labels(op).inc()
+        now = time.monotonic()
+        if now >= self._down_until:
+            logger.warning(
+                "cache backend failed on %s (%s); going on without it for %gs", op, exc, _BACKOFF_S
+            )
+        self._down_until = now + _BACKOFF_S
+
+    def _evicted(self, key: str, reason: str) -> None:
+        if self.index is not None:
+            self.index.remove(key)
+        self.metrics.evictions.labels(reason).inc()
+
+    def _refresh_gauges(self) -> None:
+        # a scrape never waits on Redis: the shared backend reports its last known numbers
+        stats = self.backend.stats() if self.shared is None else self.shared.last_stats
+        self.metrics.entries.set(stats.entries)
+        self.metrics.bytes.set(stats.bytes)
+        self.metrics.vectors.set(len(self.index) if self.index is not None else 0)
+
+    async def flush(self) -> None:
+        """Wait for the writes in flight (tests, benchmarks)."""
+        while self._jobs:
+            await asyncio.gather(*(asyncio.wrap_future(job) for job in list(self._jobs)))
+
+    def close(self) -> None:
+        """Finish the writes in flight, stop the threads, close the backend."""
+        while self._jobs:
+            wait_futures(list(self._jobs))
+        for pool in (self._io, self._embedding):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self.backend.close()
+
+
+def build_backend(
+    settings: CacheSettings, on_evict: Callable[[str, str], None] | None = None
+) -> Backend:
+    if settings.redis_url:
+        return RedisStore(
+            settings.redis_url,
+            settings.redis_prefix,
+            settings.max_entries,
+            settings.max_bytes,
+            settings.ttl_s,
+            on_evict=on_evict,
+        )
+    return MemoryStore(settings.max_entries, settings.max_bytes, on_evict=on_evict)
+
+
+def storable(reply: dict[str, Any], endpoint: str, streamed: bool) -> dict[str, Any] | None:
+    """The answer as it should be stored, or None when it is not worth replaying.
+
+    Only text answers that ended on their own or at max_tokens (part of the key): a tool call
+    replays badly, since a streaming client is sent text only. A streamed `completions` answer
+    was reassembled in chat shape; it is stored in that endpoint's own shape.
+    """
+    choices = reply.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return None
+    for choice in choices:
+        if not isinstance(choice, dict) or choice.get("finish_reason") not in _FINISHED:
+            return None
+        message = choice.get("message")
+        if isinstance(message, dict) and (
+            message.get("tool_calls") or message.get("function_call")
+        ):
+            return None
+    if endpoint == "completions" and streamed:
+        texts = [
+            {
+                "index": c.get("index", i),
+                "text": (c.get("message") or {}).get("content") or "",
+                "logprobs": None,
+                "finish_reason": c.get("finish_reason"),
+            }
+            for i, c in enumerate(choices)
+        ]
+        return {**reply, "object": "text_completion", "choices": texts}
+    return reply

@@ -1,0 +1,590 @@
+"""Moderation: word lists and regexes on requests and answers, and an optional model self-check.
+
+A word list is a text file (shipped ones in `gateway/wordlists/`, more from `moderation.files`):
+one term a line, `re:` before a regex, `#` comments, and `# action:` / `# direction:` header lines.
+Each list has one action: `block` (400 content_policy_violation; mid-stream, an error event ends
+the stream), `mask` (the match becomes `***`) or `flag` (let through, recorded, and a sample
+goes to the review queue). Config may override a list's action and direction by its name.
+
+Matching is case-insensitive. Terms that start with an ASCII letter or digit match whole words
+only ("class" never matches "ass"); Chinese terms match anywhere. All terms of one direction are
+compiled into two regexes built as tries (one for word terms, one for the rest, run only when the
+text is not ASCII): shared prefixes are tried once, and every alternative starts with a literal,
+so `re` skips in C to the few positions where a term can start. Measured on the shipped lists,
+that is several times faster than Aho-Corasick written in Python.
+
+Streams: a term may arrive split across two chunks, so each choice's text is held back by the
+longest term's length (plus one character, for the word boundary) and scanned again with the
+next chunk; the held tail is released when the choice finishes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import random
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+
+from thrifty.backends import Reply
+from thrifty.config import ModerationSettings, SelfCheckSettings, WordListSettings
+from thrifty.errors import ContentPolicyViolation
+from thrifty.gateway.context import RequestContext
+from thrifty.gateway.pii import iter_message_texts, rewrite_message_texts
+from thrifty.store.review import ReviewItem
+
+if TYPE_CHECKING:
+    from thrifty.backends import Registry
+    from thrifty.config import Settings
+    from thrifty.gateway.call import Caller
+
+logger = logging.getLogger(__name__)
+
+Action = Literal["block", "mask", "flag"]
+Direction = Literal["input", "output"]
+SEVERITY: dict[str, int] = {"flag": 0, "mask": 1, "block": 2}
+_HEADER = re.compile(r"#\s*(action|direction)\s*:\s*(\w+)\s*$", re.IGNORECASE)
+_WORD_END = "(?![a-z0-9_])"
+_END = ""  # trie key that marks the end of a term
+_DIRECTIONS: dict[str, frozenset[Direction]] = {
+    "input": frozenset(("input",)),
+    "output": frozenset(("output",)),
+    "both": frozenset(("input", "output")),
+}
+_MAX_OPEN = 4096  # findings kept for requests not finished yet (the finisher pops them)
+
+
+@dataclass(frozen=True, slots=True)
+class WordList:
+    name: str
+    action: Action
+    directions: frozenset[Direction]
+    terms: tuple[str, ...] = ()  # lower-cased
+    patterns: tuple[str, ...] = ()  # regexes, matched case-insensitively
+
+    @classmethod
+    def parse(cls, name: str, text: str, override: WordListSettings | None = None) -> WordList:
+        action, direction = "flag", "both"
+        terms: list[str] = []
+        patterns: list[str] = []
+        for raw in text.splitlines():
+            line = raw.strip()
+            header = _HEADER.match(line)
+            if header is not None:
+                if header[1].lower() == "action":
+                    action = header[2].lower()
+                else:
+                    direction = header[2].lower()
+            elif line.startswith("re:"):
+                patterns.append(line[3:].strip())
+            elif line and not line.startswith("#"):
+                terms.append(line.lower())
+        if override is not None:
+            action = override.action or action
+            direction = override.direction or direction
+        if action not in SEVERITY or direction not in _DIRECTIONS:
+            raise ValueError(f"word list {name}: bad action {action!r} or direction {direction!r}")
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"word list {name}: bad regex {pattern!r}: {exc}") from None
+        return cls(
+            name,
+            cast(Action, action),
+            _DIRECTIONS[direction],
+            tuple(dict.fromkeys(terms)),
+            tuple(patterns),
+        )
+
+
+def load_word_lists(settings: ModerationSettings) -> list[WordList]:
+    """The shipped lists (unless turned off), then `moderation.files`; a later name replaces."""
+    sources: dict[str, str] = {}
+    if settings.shipped_lists:
+        shipped = files("thrifty.gateway") / "wordlists"
+        for entry in sorted(shipped.iterdir(), key=lambda e: e.name):
+            if entry.name.endswith(".txt"):
+                sources[entry.name.removesuffix(".txt")] = entry.read_text(encoding="utf-8")
+    for path in settings.files:
+        path = Path(path).expanduser()
+        sources[path.stem] = path.read_text(encoding="utf-8")
+    lists = []
+    for name, text in sources.items():
+        override = settings.lists.get(name)
+        if override is not None and not override.enabled:
+            continue
+        lists.append(WordList.parse(name, text, override))
+    return lists
+
+
+# --- matching ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    start: int
+    end: int
+    list: WordList
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isascii() and (ch.isalnum() or ch == "_")
+
+
+def _trie_regex(terms: Iterable[str], word_start: bool) -> str:
+    """One alternation with shared prefixes factored out; word terms end on a word boundary.
+
+    With `word_start`, each alternative also consumes the character before the term, which must
+    not be a word character: that keeps every alternative starting with a literal class (so `re`
+    can skip ahead in C) where a look-behind would not.
+    """
+    root: dict[str, Any] = {}
+    for term in terms:
+        node = root
+        for ch in term:
+            node = node.setdefault(ch, {})
+        node[_END] = {}
+
+    def emit(node: dict[str, Any], last: str) -> str:
+        alts = [re.escape(ch) + emit(node[ch], ch) for ch in sorted(k for k in node if k)]
+        if _END in node:
+            alts.append(_WORD_END if _is_word_char(last) else "")
+        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+    body = "|".join(re.escape(ch) + emit(root[ch], ch) for ch in sorted(root))
+    return f"[^a-z0-9_](?:{body})" if word_start else body
+
+
+class Matcher:
+    """Every list of one direction, compiled; `scan` finds non-overlapping hits, left to right."""
+
+    def __init__(self, lists: Iterable[WordList], max_regex_chars: int = 64) -> None:
+        self.lists = list(lists)
+        self.by_term: dict[str, WordList] = {}
+        for wl in self.lists:
+            for term in wl.terms:
+                known = self.by_term.get(term)
+                if known is None or SEVERITY[wl.action] > SEVERITY[known.action]:
+                    self.by_term[term] = wl
+        if len({wl.action for wl in self.by_term.values()}) > 1:
+            self._upgrade_nested_terms()
+        words = [t for t in self.by_term if _is_word_char(t[0])]
+        others = [t for t in self.by_term if not _is_word_char(t[0])]
+        self._words = re.compile(_trie_regex(words, True)) if words else None
+        self._others = re.compile(_trie_regex(others, False)) if others else None
+        self._others_ascii = any(t[0].isascii() for t in others)  # else skipped on ASCII text
+        regexes = [(wl, p) for wl in self.lists for p in wl.patterns]
+        self._regex_lists = [wl for wl, _ in regexes]
+        self._regex = (
+            re.compile(
+                "|".join(f"(?P<r{i}>{p})" for i, (_, p) in enumerate(regexes)), re.IGNORECASE
+            )
+            if regexes
+            else None
+        )
+        longest = max((len(t) for t in self.by_term), default=0)
+        # + 1: a word term is final only once the character after it is known
+        self.hold = max(longest + 1, max_regex_chars if regexes else 0)
+
+    @property
+    def empty(self) -> bool:
+        return not self.by_term and self._regex is None
+
+    def _upgrade_nested_terms(self) -> None:
+        """Matches never overlap, so a term that contains a stronger one ("bad thing" flagged,
+        "thing" blocked) takes the stronger one's list."""
+        for action in ("block", "mask"):
+            strong = {t: wl for t, wl in self.by_term.items() if wl.action == action}
+            if not strong:
+                continue
+            inner = Matcher([WordList("_", action, frozenset(), tuple(strong))])
+            for term, wl in self.by_term.items():
+                if SEVERITY[wl.action] < SEVERITY[action]:
+                    hits = inner.scan(term)
+                    if hits:
+                        self.by_term[term] = strong[term[hits[0].start : hits[0].end]]
+
+    def scan(self, text: str, before: str = " ") -> list[Hit]:
+        """Hits in `text`; `before` is the character preceding it (word boundaries need it)."""
+        if not text:
+            return []
+        subject = (before + text).lower()  # the terms are lower-case; offsets must not move
+        if len(subject) != len(text) + 1:  # only İ grows (to i + a combining dot)
+            subject = (before + text).replace("\u0130", "I").lower()
+        hits: list[Hit] = []
+        by_term = self.by_term
+        if self._words is not None:
+            for m in self._words.finditer(subject):
+                term = subject[m.start() + 1 : m.end()]
+                hits.append(Hit(m.start(), m.end() - 1, by_term[term]))
+        if self._others is not None and (self._others_ascii or not text.isascii()):
+            for m in self._others.finditer(subject, 1):
+                hits.append(Hit(m.start() - 1, m.end() - 1, by_term[m.group()]))
+        if self._regex is not None:
+            for m in self._regex.finditer(before + text, 1):
+                if m.end() > m.start() and m.lastgroup is not None:
+                    wl = self._regex_lists[int(m.lastgroup[1:])]
+                    hits.append(Hit(m.start() - 1, m.end() - 1, wl))
+        if len(hits) > 1:
+            hits = _non_overlapping(hits)
+        return hits
+
+
+def _non_overlapping(hits: list[Hit]) -> list[Hit]:
+    hits.sort(key=lambda h: (h.start, -h.end))
+    kept = [hits[0]]
+    for hit in hits[1:]:
+        if hit.start >= kept[-1].end:
+            kept.append(hit)
+        elif SEVERITY[hit.list.action] > SEVERITY[kept[-1].list.action]:
+            kept[-1] = Hit(kept[-1].start, max(hit.end, kept[-1].end), hit.list)
+    return kept
+
+
+def apply_masks(text: str, hits: list[Hit], mask: str) -> str:
+    out, i = [], 0
+    for hit in hits:
+        if hit.list.action == "mask":
+            out += [text[i : hit.start], mask]
+            i = hit.end
+    return "".join(out) + text[i:] if out else text
+
+
+# --- what a request's moderation found ---------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Finding:
+    """What one direction of one request matched (or what the self-check said)."""
+
+    direction: Direction
+    action: Action
+    lists: set[str] = field(default_factory=set)
+    excerpts: list[str] = field(default_factory=list)
+
+    def add(self, hits: list[Hit], text: str, width: int = 80) -> None:
+        for hit in hits:
+            self.lists.add(hit.list.name)
+            if SEVERITY[hit.list.action] > SEVERITY[self.action]:
+                self.action = hit.list.action
+            if len(self.excerpts) < 5:
+                self.excerpts.append(text[max(0, hit.start - width) : hit.end + width])
+
+
+def _strongest(hits: list[Hit]) -> Action:
+    return max((h.list.action for h in hits), key=SEVERITY.__getitem__)
+
+
+class SelfCheck(Protocol):
+    """A judge run on every request after the word lists: None when fine, else a reason."""
+
+    async def __call__(self, text: str, ctx: RequestContext) -> str | None: ...
+
+
+class Moderation:
+    """The input stage, the checks on answers, and the finisher that samples for review."""
+
+    def __init__(
+        self,
+        settings: ModerationSettings,
+        review: Callable[[ReviewItem], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        lists = load_word_lists(settings) if settings.enabled else []
+        self.input = Matcher(
+            (wl for wl in lists if "input" in wl.directions), settings.max_regex_chars
+        )
+        self.output = Matcher(
+            (wl for wl in lists if "output" in wl.directions), settings.max_regex_chars
+        )
+        self.mask = settings.mask_with
+        self.review = review
+        self.sample = settings.review_sample
+        self.review_actions = frozenset(settings.review_actions)
+        self.review_chars = settings.review_chars
+        self.rng = rng or random.Random()
+        self._found: dict[str, list[Finding]] = {}
+
+    # the input stage
+
+    async def __call__(self, ctx: RequestContext) -> Reply | None:
+        if self.input.empty:
+            return None
+        found: list[tuple[str, list[Hit]]] = []
+        for text in _request_texts(ctx.body):
+            hits = self.input.scan(text)
+            if hits:
+                found.append((text, hits))
+        if not found:
+            return None
+        finding = self._record(ctx, "input", found)
+        if finding.action == "block":
+            raise ContentPolicyViolation(
+                "The request was refused by the content policy "
+                f"(list: {', '.join(sorted(finding.lists))}).",
+                param="messages" if "messages" in ctx.body else "prompt",
+            )
+        if any(h.list.action == "mask" for _, hits in found for h in hits):
+            masked = {text: apply_masks(text, hits, self.mask) for text, hits in found}
+            ctx.body = _rewrite_request(ctx.body, lambda t: masked.get(t, t))
+        return None
+
+    # answers
+
+    def check_answer(self, ctx: RequestContext, payload: dict[str, Any]) -> None:
+        """Mask, flag or refuse a whole answer, in place."""
+        if self.output.empty:
+            return
+        found = []
+        for holder, key in _answer_texts(payload):
+            text = holder[key]
+            hits = self.output.scan(text)
+            if hits:
+                found.append((text, hits))
+                holder[key] = apply_masks(text, hits, self.mask)
+        if found:
+            finding = self._record(ctx, "output", found)
+            if finding.action == "block":
+                raise _withheld(finding)
+
+    def stream_guard(self, ctx: RequestContext) -> StreamGuard | None:
+        return None if self.output.empty else StreamGuard(self, ctx)
+
+    def add_finding(self, ctx: RequestContext, finding: Finding) -> None:
+        if ctx.id not in self._found and len(self._found) >= _MAX_OPEN:
+            del self._found[next(iter(self._found))]  # a request that never finished
+        self._found.setdefault(ctx.id, []).append(finding)
+
+    def _record(
+        self, ctx: RequestContext, direction: Direction, found: list[tuple[str, list[Hit]]]
+    ) -> Finding:
+        finding = Finding(direction, "flag")
+        for text, hits in found:
+            finding.add(hits, text)
+        self.add_finding(ctx, finding)
+        return finding
+
+    # the finisher
+
+    def finish(self, ctx: RequestContext) -> None:
+        findings = self._found.pop(ctx.id, None)
+        if not findings or self.review is None:
+            return
+        sampled = [f for f in findings if f.action in self.review_actions]
+        if not sampled or self.rng.random() >= self.sample:
+            return
+        for finding in sampled:
+            excerpt = " … ".join(finding.excerpts)[: self.review_chars]
+            self.review(
+                ReviewItem(
+                    request_id=ctx.id,
+                    tenant=ctx.tenant,
+                    key_id=ctx.key_id,
+                    model=ctx.model,
+                    direction=finding.direction,
+                    action=finding.action,
+                    lists=",".join(sorted(finding.lists)),
+                    excerpt=excerpt,
+                    ts=ctx.received_at,
+                )
+            )
+
+
+def _withheld(finding: Finding) -> ContentPolicyViolation:
+    lists = ", ".join(sorted(finding.lists))
+    return ContentPolicyViolation(f"The answer was withheld by the content policy (list: {lists}).")
+
+
+class StreamGuard:
+    """Moderates a streamed answer chunk by chunk, holding back each choice's last characters."""
+
+    def __init__(self, moderation: Moderation, ctx: RequestContext) -> None:
+        self.moderation = moderation
+        self.matcher = moderation.output
+        self.ctx = ctx
+        self.held: dict[int, str] = {}  # per choice: text not yet sent
+        self.before: dict[int, str] = {}  # per choice: the last character sent
+        self.head: dict[str, Any] = {}
+        self.finding: Finding | None = None
+
+    def chunk(self, chunk: dict[str, Any]) -> dict[str, Any]:
+        """The chunk as it may be sent; raises ContentPolicyViolation on a blocked term."""
+        if not self.head:
+            self.head = {k: chunk[k] for k in ("id", "object", "created", "model") if k in chunk}
+        for choice in chunk.get("choices") or []:
+            index = choice.get("index", 0)
+            delta = choice.get("delta")
+            key, holder = ("content", delta) if isinstance(delta, dict) else ("text", choice)
+            text = holder.get(key)
+            final = choice.get("finish_reason") is not None
+            if isinstance(text, str) or final:
+                out = self._feed(index, text if isinstance(text, str) else "", final)
+                if out or key in holder:
+                    holder[key] = out
+        return chunk
+
+    def close(self) -> dict[str, Any] | None:
+        """A last chunk with text still held (when a choice never said it had finished)."""
+        choices = []
+        for index in sorted(self.held):
+            text = self._feed(index, "", final=True)
+            if text:
+                part = (
+                    {"text": text}
+                    if self.ctx.endpoint == "completions"
+                    else {"delta": {"content": text}}
+                )
+                choices.append({"index": index, **part, "finish_reason": None})
+        return {**self.head, "choices": choices} if choices else None
+
+    def _feed(self, index: int, text: str, final: bool) -> str:
+        buffer = self.held.pop(index, "") + text
+        before = self.before.get(index, " ")
+        hits = self.matcher.scan(buffer, before)
+        cut = len(buffer) if final else max(0, len(buffer) - self.matcher.hold)
+        # a blocked term is refused as soon as it is whole and the character after it is known
+        settled = [
+            h for h in hits if h.start < cut or (h.list.action == "block" and h.end < len(buffer))
+        ]
+        if settled:
+            self._note(settled, buffer)
+        send_to = max([cut, *(h.end for h in settled)])
+        out = apply_masks(buffer[:send_to], settled, self.moderation.mask)
+        if send_to:
+            self.before[index] = buffer[send_to - 1]
+        if not final and send_to < len(buffer):
+            self.held[index] = buffer[send_to:]
+        return out
+
+    def _note(self, hits: list[Hit], text: str) -> None:
+        if self.finding is None:
+            self.finding = Finding("output", "flag")
+            self.moderation.add_finding(self.ctx, self.finding)
+        self.finding.add(hits, text)
+        if _strongest(hits) == "block":
+            raise _withheld(self.finding)
+
+
+# --- where text lives in requests and answers --------------------------------------------------
+
+
+def _request_texts(body: Mapping[str, Any]) -> Iterator[str]:
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            if isinstance(message, Mapping):
+                yield from iter_message_texts(message)
+        return
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        yield prompt
+    elif isinstance(prompt, list):
+        yield from (p for p in prompt if isinstance(p, str))
+
+
+def _rewrite_request(body: dict[str, Any], rewrite: Callable[[str], str]) -> dict[str, Any]:
+    out = dict(body)
+    if isinstance(body.get("messages"), list):
+        out["messages"] = [
+            rewrite_message_texts(m, rewrite) if isinstance(m, Mapping) else m
+            for m in body["messages"]
+        ]
+        return out
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        out["prompt"] = rewrite(prompt)
+    elif isinstance(prompt, list):
+        out["prompt"] = [rewrite(p) if isinstance(p, str) else p for p in prompt]
+    return out
+
+
+def _answer_texts(payload: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
+    for choice in payload.get("choices") or []:
+        message = choice.get("message")
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            yield message, "content"
+        if isinstance(choice.get("text"), str):
+            yield choice, "text"
+
+
+# --- the optional model self-check -------------------------------------------------------------
+
+
+class SelfCheckStage:
+    """Asks a judge about the request's text; UNSAFE blocks or flags, as configured."""
+
+    def __init__(
+        self, check: SelfCheck, settings: SelfCheckSettings, moderation: Moderation
+    ) -> None:
+        self.check = check
+        self.action: Action = settings.action
+        self.max_chars = settings.max_chars
+        self.moderation = moderation
+
+    async def __call__(self, ctx: RequestContext) -> Reply | None:
+        text = "\n".join(_request_texts(ctx.body))[-self.max_chars :]
+        try:
+            reason = await self.check(text, ctx)
+        except Exception as exc:  # the judge is an opinion: its failure must not fail requests
+            logger.warning("self-check failed for %s: %s", ctx.id, exc)
+            return None
+        if reason is None:
+            return None
+        finding = Finding("input", self.action, {"self_check"}, [text[-200:]])
+        self.moderation.add_finding(ctx, finding)
+        if self.action == "block":
+            raise ContentPolicyViolation(
+                f"The request was refused by the content policy ({reason})."
+            )
+        return None
+
+
+class ModelSelfCheck:
+    """The built-in judge: asks a model (through the gateway's caller) for SAFE or UNSAFE."""
+
+    def __init__(self, settings: SelfCheckSettings, caller: Caller, registry: Registry) -> None:
+        self.caller = caller
+        self.registry = registry
+        self.model = settings.model
+        self.prompt = settings.prompt
+
+    async def __call__(self, text: str, ctx: RequestContext) -> str | None:
+        target = self.registry.resolve(self.model)
+        if target is None:
+            raise LookupError(f"self-check model {self.model!r} is not served here")
+        body = {
+            "model": self.model,
+            "messages": [
+                {"role": "system", "content": self.prompt},
+                {"role": "user", "content": text},
+            ],
+            "max_tokens": 4,
+            "temperature": 0,
+        }
+        check = RequestContext("chat", body, self.model, False, tenant=ctx.tenant)
+        check.targets = [target]
+        reply = await self.caller.complete(check)
+        choices = reply.payload.get("choices") or [{}]
+        answer = str((choices[0].get("message") or {}).get("content") or "")
+        return "self-check: UNSAFE" if "UNSAFE" in answer.upper() else None
+
+
+def build_self_check(
+    settings: Settings, caller: Caller, registry: Registry, moderation: Moderation
+) -> SelfCheckStage | None:
+    """The self-check stage when `moderation.self_check.enabled`, else None."""
+    config = settings.moderation.self_check
+    if not config.enabled:
+        return None
+    check: SelfCheck
+    if config.factory:
+        module, _, name = config.factory.partition(":")
+        check = getattr(importlib.import_module(module), name)(settings, caller, registry)
+    else:
+        check = ModelSelfCheck(config, caller, registry)
+    return SelfCheckStage(check, config, moderation)
