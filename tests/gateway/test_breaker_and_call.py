@@ -80,11 +80,11 @@ class Scripted:
 
     async def stream(
         self, endpoint: Any, body: dict[str, Any], stats: StreamStats
-    ) -> AsyncIterator[bytes]:
-        for payload in self._next(body):
+    ) -> AsyncIterator[list[bytes]]:
+        for payload in self._next(body):  # one event per network read
             if isinstance(payload, BaseException):
                 raise payload
-            yield payload
+            yield [payload]
 
 
 OK = {"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": 1}}
@@ -160,10 +160,10 @@ def test_stream_retries_before_first_byte_only() -> None:
 
     async def run() -> list[bytes]:
         first, rest = await call.stream(ctx, StreamStats())
-        got = [first] if first else []
+        got = list(first or [])
         with pytest.raises(UpstreamError):
-            async for chunk in rest:
-                got.append(chunk)
+            async for batch in rest:
+                got.extend(batch)
         return got
 
     assert asyncio.run(run()) == [b"one"]

@@ -69,18 +69,18 @@ class Canned:
 
     async def stream(
         self, endpoint: Any, body: dict[str, Any], stats: StreamStats
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncIterator[list[bytes]]:
         self.bodies.append(body)
         head = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
         pieces = self.pieces if self.pieces is not None else [self.answer]
         for i, piece in enumerate(pieces):
             delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
             choice = {"index": 0, "delta": delta, "finish_reason": None}
-            yield orjson.dumps({**head, "choices": [choice]})
+            yield [orjson.dumps({**head, "choices": [choice]})]  # one event per network read
         done = {"index": 0, "delta": {}, "finish_reason": "stop"}
-        yield orjson.dumps({**head, "choices": [done]})
+        yield [orjson.dumps({**head, "choices": [done]})]
         stats.usage = {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}
-        yield orjson.dumps({**head, "choices": [], "usage": stats.usage})
+        yield [orjson.dumps({**head, "choices": [], "usage": stats.usage})]
 
 
 @pytest.fixture()

@@ -171,29 +171,35 @@ class OpenAIService:
         self,
         ctx: RequestContext,
         stats: StreamStats,
-        events: AsyncIterator[bytes],
+        events: AsyncIterator[list[bytes]],
         wants_usage: bool,
     ) -> AsyncIterator[bytes]:
+        """The client's SSE body: each batch of upstream events leaves in one write."""
         usage_chunk: bytes | None = None
         restorer = StreamRestorer(ctx.pii_mapping) if ctx.pii_mapping else None
         capture = StreamCapture() if ctx.capture_stream else None
         guard = self.rt.moderation.stream_guard(ctx)  # None: no word list watches answers
+        out: list[bytes] = []
         try:
-            async for payload in events:
-                if b'"choices":[]' in payload and b'"usage":{' in payload:
-                    usage_chunk = payload  # held back: the cost goes into it at the end
-                    continue
-                if restorer is not None or capture is not None or guard is not None:
-                    chunk = orjson.loads(payload)
-                    if restorer is not None:
-                        chunk = restorer.chunk(chunk)
-                    if guard is not None:
-                        chunk = guard.chunk(chunk)  # masks, or raises on a blocked term
-                    if restorer is not None or guard is not None:
-                        payload = orjson.dumps(chunk)
-                    if capture is not None:
-                        capture.add(chunk)
-                yield sse_event(payload)
+            async for batch in events:
+                for payload in batch:
+                    if b'"choices":[]' in payload and b'"usage":{' in payload:
+                        usage_chunk = payload  # held back: the cost goes into it at the end
+                        continue
+                    if restorer is not None or capture is not None or guard is not None:
+                        chunk = orjson.loads(payload)
+                        if restorer is not None:
+                            chunk = restorer.chunk(chunk)
+                        if guard is not None:
+                            chunk = guard.chunk(chunk)  # masks, or raises on a blocked term
+                        if restorer is not None or guard is not None:
+                            payload = orjson.dumps(chunk)
+                        if capture is not None:
+                            capture.add(chunk)
+                    out.append(sse_event(payload))
+                if out:
+                    yield b"".join(out)
+                    out.clear()
             tail = guard.close() if guard is not None else None
             if tail is not None:  # text held back from a choice that never said it finished
                 if capture is not None:
@@ -202,8 +208,7 @@ class OpenAIService:
         except Exception as exc:  # mid-stream: headers are gone, say it in the stream
             error = exc if isinstance(exc, ThriftyError) else _internal(ctx)
             ctx.status, ctx.error_code = error.status, error.code
-            yield sse_event(error.body())
-            yield SSE_DONE
+            yield b"".join(out) + sse_event(error.body()) + SSE_DONE
             return
         finally:
             await _close(events)  # an upstream stream we stopped reading is closed now, not by GC
@@ -233,7 +238,7 @@ class OpenAIService:
         return error_response(ModelNotFound(f"The model `{name}` does not exist", param="model"))
 
 
-async def _close(events: AsyncIterator[bytes]) -> None:
+async def _close(events: AsyncIterator[Any]) -> None:
     aclose = getattr(events, "aclose", None)
     if aclose is not None:
         await aclose()
@@ -245,37 +250,33 @@ def _internal(ctx: RequestContext) -> ThriftyError:
     return ThriftyError(f"internal error (request {ctx.id}); see the server log")
 
 
-async def _chain(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _chain(
+    first: list[bytes] | None, rest: AsyncIterator[list[bytes]]
+) -> AsyncIterator[list[bytes]]:
     try:
         if first is not None:
             yield first
-        async for payload in rest:
-            yield payload
+        async for batch in rest:
+            yield batch
     finally:
         await _close(rest)
 
 
-async def _replay(reply: Reply) -> AsyncIterator[bytes]:
-    """A whole answer (from the cache) as the chunks a streaming client expects."""
+async def _replay(reply: Reply) -> AsyncIterator[list[bytes]]:
+    """A whole answer (from the cache) as the chunks a streaming client expects, in one batch."""
     payload = reply.payload
     base = {k: payload.get(k) for k in ("id", "created", "model", "system_fingerprint")}
     base["object"] = "chat.completion.chunk"
+    chunks: list[dict[str, Any]] = []
     for i, choice in enumerate(payload.get("choices") or []):
         message = choice.get("message") or {}
         delta = {"role": "assistant", "content": message.get("content", choice.get("text", ""))}
-        yield orjson.dumps(
-            {**base, "choices": [{"index": i, "delta": delta, "finish_reason": None}]}
-        )
-        yield orjson.dumps(
-            {
-                **base,
-                "choices": [
-                    {"index": i, "delta": {}, "finish_reason": choice.get("finish_reason")}
-                ],
-            }
-        )
+        finish = choice.get("finish_reason")
+        chunks.append({**base, "choices": [{"index": i, "delta": delta, "finish_reason": None}]})
+        chunks.append({**base, "choices": [{"index": i, "delta": {}, "finish_reason": finish}]})
     if payload.get("usage"):
-        yield orjson.dumps({**base, "choices": [], "usage": payload["usage"]})
+        chunks.append({**base, "choices": [], "usage": payload["usage"]})
+    yield [orjson.dumps(chunk) for chunk in chunks]
 
 
 class StreamCapture:

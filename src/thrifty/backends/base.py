@@ -62,8 +62,11 @@ class Backend(Protocol):
 
     def stream(
         self, endpoint: Endpoint, body: dict[str, Any], stats: StreamStats
-    ) -> AsyncIterator[bytes]:
-        """Yield each SSE event's JSON payload (bytes, without `data: `), ending before [DONE].
+    ) -> AsyncIterator[list[bytes]]:
+        """Yield the SSE events' JSON payloads (bytes, without `data: `), ending before [DONE].
+
+        Payloads come in batches: those that arrived in one network read, so that they can
+        leave in one write.
 
         Errors before the first payload raise ThriftyError; after it they raise too, and the API
         layer turns them into a final SSE error event.

@@ -250,14 +250,14 @@ class LlamaServerBackend:
 
     async def stream(
         self, endpoint: Endpoint, body: dict[str, Any], stats: StreamStats
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncIterator[list[bytes]]:
         client = self._admit()
         body = self._prepare(endpoint, body)
         self.in_flight += 1
         chunks = client.stream(endpoint, body, stats)
         try:
-            async for payload in chunks:
-                yield payload
+            async for batch in chunks:
+                yield batch
         finally:
             self.in_flight -= 1
             await chunks.aclose()  # a client that left stops the generation now

@@ -166,7 +166,7 @@ class OpenAICompatBackend:
 
     async def stream(
         self, endpoint: Endpoint, body: dict[str, Any], stats: StreamStats
-    ) -> AsyncGenerator[bytes, None]:
+    ) -> AsyncGenerator[list[bytes], None]:
         self.in_flight += 1
         try:
             async with self.session.post(
@@ -174,19 +174,25 @@ class OpenAICompatBackend:
             ) as resp:
                 if resp.status >= 400:
                     raise upstream_failure(self.name, resp.status, await resp.read(), resp.headers)
-                async for payload in _sse_payloads(resp):
-                    if payload == b"[DONE]":
-                        return
-                    if payload.startswith(b'{"error"'):
-                        raise _stream_error(self.name, payload)
-                    if stats.first_chunk_at is None:
-                        stats.first_chunk_at = time.perf_counter()
-                    stats.chunks += 1
-                    if b'"usage":{' in payload:
-                        usage = orjson.loads(payload).get("usage")
-                        if isinstance(usage, dict):
-                            stats.usage = usage
-                    yield payload
+                async for payloads in _sse_batches(resp):
+                    batch: list[bytes] = []
+                    for payload in payloads:
+                        if payload == b"[DONE]":
+                            if batch:
+                                yield batch
+                            return
+                        if payload.startswith(b'{"error"'):
+                            raise _stream_error(self.name, payload)
+                        if b'"usage":{' in payload:
+                            usage = orjson.loads(payload).get("usage")
+                            if isinstance(usage, dict):
+                                stats.usage = usage
+                        batch.append(payload)
+                    if batch:
+                        if stats.first_chunk_at is None:
+                            stats.first_chunk_at = time.perf_counter()
+                        stats.chunks += len(batch)
+                        yield batch
                 raise _cut(self.name)
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError) as exc:
             if isinstance(exc, aiohttp.ServerTimeoutError):
@@ -200,11 +206,19 @@ class OpenAICompatBackend:
             self.in_flight -= 1
 
 
-async def _sse_payloads(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The `data:` payloads of a server-sent-events body, one per event."""
-    async for line in resp.content:
-        if line.startswith(b"data:"):
-            yield line[5:].strip()
+async def _sse_batches(resp: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+    """The `data:` payloads of a server-sent-events body, grouped by network read.
+
+    Events that arrive together leave together: the gateway then writes them to its client in
+    one send, instead of paying a system call per event.
+    """
+    pending = b""
+    async for data in resp.content.iter_any():
+        lines = (pending + data).split(b"\n")
+        pending = lines.pop()  # an incomplete last line waits for the next read
+        payloads = [line[5:].strip() for line in lines if line.startswith(b"data:")]
+        if payloads:
+            yield payloads
 
 
 def _stream_error(name: str, payload: bytes) -> UpstreamError:

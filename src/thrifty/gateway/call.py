@@ -64,12 +64,12 @@ class Caller:
 
     async def stream(
         self, ctx: RequestContext, stats: StreamStats
-    ) -> tuple[bytes | None, AsyncIterator[bytes]]:
+    ) -> tuple[list[bytes] | None, AsyncIterator[list[bytes]]]:
         """Open the stream and read its first payload; retries and fallback happen before it."""
 
-        async def attempt(target: Target, body: dict[str, Any]) -> tuple[bytes | None, Any]:
+        async def attempt(target: Target, body: dict[str, Any]) -> tuple[list[bytes] | None, Any]:
             chunks = cast(
-                AsyncGenerator[bytes, None], target.backend.stream(ctx.endpoint, body, stats)
+                AsyncGenerator[list[bytes], None], target.backend.stream(ctx.endpoint, body, stats)
             )
             try:
                 first = await chunks.__anext__()
@@ -125,7 +125,9 @@ class Caller:
             raise UpstreamUnavailable("no target could take this request")
         raise error
 
-    async def _watch(self, chunks: AsyncIterator[bytes], target: Target) -> AsyncIterator[bytes]:
+    async def _watch(
+        self, chunks: AsyncIterator[list[bytes]], target: Target
+    ) -> AsyncIterator[list[bytes]]:
         """Pass the rest of a stream through; a failure mid-stream counts against the breaker."""
         try:
             async for chunk in chunks:

@@ -57,8 +57,8 @@ class Gateway:
 
     async def stream(
         self, ctx: RequestContext, stats: StreamStats
-    ) -> tuple[bytes | None, AsyncIterator[bytes]] | Reply:
-        """A Reply when a stage answered; else the first payload and the rest of the stream."""
+    ) -> tuple[list[bytes] | None, AsyncIterator[list[bytes]]] | Reply:
+        """A Reply when a stage answered; else the first batch of payloads and the rest."""
         reply = await self.prepare(ctx)
         if reply is not None:
             return reply
