@@ -180,6 +180,10 @@ class OpenAICompatBackend:
                         if payload == b"[DONE]":
                             if batch:
                                 yield batch
+                            # read to the end, so the connection goes back to the pool (a
+                            # response released half-read is closed, and the next request
+                            # would pay for a new connection)
+                            await resp.content.read()
                             return
                         if payload.startswith(b'{"error"'):
                             raise _stream_error(self.name, payload)
