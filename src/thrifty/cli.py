@@ -86,6 +86,7 @@ def serve(
 
     from thrifty.api.app import build_app
     from thrifty.api.auth import ExposureError, check_exposure
+    from thrifty.gateway.cache import MissingExtra
 
     settings = _settings(
         config,
@@ -110,7 +111,7 @@ def serve(
     try:
         check_exposure(settings)  # no keys on a non-loopback address: refuse, before loading
         app = build_app(settings)
-    except (FileNotFoundError, ExposureError) as exc:
+    except (FileNotFoundError, ExposureError, MissingExtra) as exc:
         raise click.ClickException(str(exc)) from None
     scheme = "https" if settings.ssl_certfile else "http"
     click.echo(f"thrifty {__version__} on {scheme}://{settings.host}:{settings.port}/v1", err=True)

@@ -41,6 +41,7 @@ def test_local_streams(client: openai.OpenAI, gateway: ThriftyServer) -> None:
         temperature=0,
         stream=True,
         stream_options={"include_usage": True},
+        extra_headers={"x-thrifty-cache": "no-cache"},  # the same question may be cached
     )
     text, usage, extra = "", None, None
     for chunk in stream:

@@ -141,6 +141,8 @@ class Runtime:
             except Exception:
                 logger.exception("closing %s failed", backend.name)
         await self.limiter.close()
+        await self.cache.flush()  # writes in flight land before the threads stop
+        self.cache.close()
         self.request_log.close()
         self.audit.close()
         self.review.close()
