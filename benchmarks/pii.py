@@ -64,6 +64,17 @@ def with_pii(clean: str, pii: str) -> str:
     return f"{clean[:middle]} {pii} {clean[middle:]} {pii}"
 
 
+def build_texts() -> dict[str, str]:
+    """The benchmark's prompts by name: en/cn, ~200/~4,000 tokens, clean/pii."""
+    texts = {}
+    for tokens in (200, 4000):
+        for lang, sentences, pii in (("en", EN_SENTENCES, EN_PII), ("cn", CN_SENTENCES, CN_PII)):
+            clean = build(sentences, tokens, CHARS_PER_TOKEN[lang])
+            texts[f"{lang} ~{tokens} tokens clean"] = clean
+            texts[f"{lang} ~{tokens} tokens pii"] = with_pii(clean, pii)
+    return texts
+
+
 def percentiles(fn: Callable[[], object], iterations: int) -> tuple[float, float]:
     for _ in range(min(200, iterations)):  # warm caches and the regex engine
         fn()

@@ -54,7 +54,7 @@ Send = Callable[[Message], Awaitable[None]]
 Headers = Sequence[tuple[bytes, bytes]]
 
 MODES: dict[str, str] = {
-    "ok": "answer normally",
+    "ok": "answer normally (a last user message \"echo:TEXT\" is answered with TEXT)",
     "slow": "sleep delay_s (default 1), then answer normally",
     "hang": "accept the request and never answer",
     "refuse": "close the TCP connection without a response",
@@ -307,8 +307,12 @@ class FakeUpstreamApp:
 
     def _answer(self, endpoint: str, body: dict[str, Any]) -> tuple[list[str], str, dict[str, Any]]:
         """The answer's tokens (one word each), its finish reason, and its usage."""
-        chars = len(_last_user_text(endpoint, body))
-        words = ["Fake", " answer", " to", " a", f" {chars}-character", " message."]
+        text = _last_user_text(endpoint, body)
+        if text.startswith("echo:"):  # say the rest back, in small pieces (masking tests)
+            rest = text[5:]
+            words = [rest[i : i + 3] for i in range(0, len(rest), 3)] or [""]
+        else:
+            words = ["Fake", " answer", " to", " a", f" {len(text)}-character", " message."]
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
         finish = "stop"
         if isinstance(limit, int) and 0 < limit < len(words):
