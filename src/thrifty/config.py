@@ -435,6 +435,43 @@ class CacheSettings(_Section):
     )
 
 
+class VariantSettings(_Section):
+    """One arm of an A/B experiment: the model it answers with, and its share of users."""
+
+    model: str = Field(
+        description="Model this variant answers with: local, an upstream alias, or a router "
+        "model such as auto."
+    )
+    weight: float = Field(
+        description="Share of users (0-1]; an experiment's weights sum to 1.", gt=0
+    )
+
+
+class ExperimentSettings(_Section):
+    """An A/B experiment: requests for the model named like it are split between variants.
+
+    Shape: ``experiments: {chat-ab: {variants: {control: {model: local, weight: 0.7},
+    lora: {model: local-lora, weight: 0.2}, cloud: {model: deepseek-chat, weight: 0.1}}}}``.
+    """
+
+    variants: dict[str, VariantSettings] = Field(
+        description="Variants by name, one of them `control` (the baseline others are tested "
+        "against); weights > 0 summing to 1."
+    )
+
+    @model_validator(mode="after")
+    def _check_variants(self) -> ExperimentSettings:
+        if "control" not in self.variants:
+            raise ValueError("an experiment needs a variant named `control`")
+        total = sum(v.weight for v in self.variants.values())
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"variant weights must sum to 1, not {total:g}")
+        for name in self.variants:
+            if not name or ":" in name:
+                raise ValueError(f"variant name {name!r} must be non-empty and without ':'")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything thrifty reads at start."""
 
@@ -464,6 +501,12 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     moderation: ModerationSettings = Field(default_factory=ModerationSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    experiments: dict[str, ExperimentSettings] = Field(
+        default_factory=dict,
+        description="A/B experiments by name; a request for model NAME is assigned a variant "
+        "(sticky per user) and answered by that variant's model. Each: {variants: {control: "
+        "{model: local, weight: 0.9}, cloud: {model: deepseek-chat, weight: 0.1}}}.",
+    )
     ssl_certfile: Path | None = Field(None, description="TLS certificate (PEM); serves HTTPS.")
     ssl_keyfile: Path | None = Field(
         None, description="TLS private key (PEM) for ssl_certfile; keep it mode 0600."

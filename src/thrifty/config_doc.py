@@ -47,6 +47,12 @@ _EXAMPLES: dict[str, str] = {
 # - name: default
 #   target: [local, deepseek-chat]
 """,
+    "experiments": """\
+#   chat-ab:                 # clients ask for model "chat-ab"; each user sticks to one variant
+#     variants:
+#       control: {model: local, weight: 0.8}
+#       cloud: {model: deepseek-chat, weight: 0.2}
+""",
     "prices": """\
 #   deepseek-chat:
 #     - {effective_from: 2026-12-01, currency: USD,

@@ -22,6 +22,7 @@ from starlette.routing import Route
 from thrifty import __version__
 from thrifty.api.admin import KeyAdmin
 from thrifty.api.auth import Admit, Authenticator, ScopeTargets
+from thrifty.api.feedback import feedback_endpoint
 from thrifty.api.openai import OpenAIService
 from thrifty.api.openapi import openapi_schema
 from thrifty.api.responses import error_response, json_response
@@ -33,6 +34,7 @@ from thrifty.errors import MethodNotAllowed, NotFound, ThriftyError
 from thrifty.gateway.breaker import CircuitBreaker
 from thrifty.gateway.cache import ResponseCache
 from thrifty.gateway.call import Caller
+from thrifty.gateway.experiments import Experiments
 from thrifty.gateway.guard import Guard
 from thrifty.gateway.limits import PriceEstimate, build_limiter
 from thrifty.gateway.meter import Meter
@@ -76,6 +78,7 @@ class Runtime:
         }
         detector = PIIDetector(settings.privacy.detect)
         self.router = Router(settings.router, self.registry)
+        self.experiments = Experiments(settings.experiments, self.registry, self.router.models)
         caller = Caller(
             self.breakers,
             {up.name: up.max_retries for up in settings.upstreams},
@@ -94,6 +97,7 @@ class Runtime:
                 self.moderation,
                 *([self_check] if self_check is not None else []),
                 PIIScan(detector),
+                self.experiments,  # before the router: rewrites the model to the variant's
                 self.router,
                 ModelRoute(self.registry),
                 PrivacyGuard(settings.privacy, self.registry, detector),
@@ -150,21 +154,15 @@ class Runtime:
         self.keys.close()
 
     def model_cards(self) -> list[dict[str, Any]]:
-        cards = [
-            {
-                "id": name,
-                "object": "model",
-                "created": self.started_at,
-                "owned_by": "thrifty-router",
-            }
-            for name in sorted(self.router.models)
-        ]
+        """`/v1/models`: router names, experiment names, then every model name of a target."""
+        owners = dict.fromkeys(sorted(self.router.models), "thrifty-router")
+        owners.update(dict.fromkeys(sorted(self.settings.experiments), "thrifty-experiment"))
         for name, target in self.registry.targets.items():
-            owner = target.upstream or "thrifty"
-            cards.append(
-                {"id": name, "object": "model", "created": self.started_at, "owned_by": owner}
-            )
-        return cards
+            owners.setdefault(name, target.upstream or "thrifty")
+        return [
+            {"id": name, "object": "model", "created": self.started_at, "owned_by": owner}
+            for name, owner in owners.items()
+        ]
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
         local = self.registry.local
@@ -212,6 +210,7 @@ def build_app(settings: Settings, registry: Registry | None = None) -> Starlette
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", schema, methods=["GET"]),
         Route("/v1/usage", rt.auth.guard(usage_endpoint(rt)), methods=["GET"]),
+        Route("/v1/feedback", rt.auth.guard(feedback_endpoint(rt)), methods=["POST"]),
         *KeyAdmin(rt).routes(),
     ]
     app = Starlette(

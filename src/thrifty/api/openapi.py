@@ -8,6 +8,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from thrifty import __version__
+from thrifty.api.feedback import FeedbackRequest
 from thrifty.api.protocol import ChatCompletionRequest, CompletionRequest
 
 _ERROR = {
@@ -70,7 +71,11 @@ def _get(summary: str, ok: str = "ok") -> dict[str, Any]:
 @cache
 def openapi_schema() -> dict[str, Any]:
     _, defs = models_json_schema(
-        [(ChatCompletionRequest, "validation"), (CompletionRequest, "validation")],
+        [
+            (ChatCompletionRequest, "validation"),
+            (CompletionRequest, "validation"),
+            (FeedbackRequest, "validation"),
+        ],
         ref_template="#/components/schemas/{model}",
     )
     schemas = {**defs.get("$defs", {}), "Error": _ERROR}
@@ -87,6 +92,23 @@ def openapi_schema() -> dict[str, Any]:
         for name in ("since", "until", "by", "currency")
     ]
     usage["get"]["responses"]["400"] = {"description": "bad parameter"}
+    error = _json({"$ref": "#/components/schemas/Error"})
+    feedback = {
+        "post": {
+            "summary": "Feedback on an answer (score, thumbs, conversion) for A/B reports",
+            "requestBody": {
+                "required": True,
+                **_json({"$ref": "#/components/schemas/FeedbackRequest"}),
+            },
+            "responses": {
+                "200": {"description": "stored", **_json({"type": "object"})},
+                "400": {"description": "invalid body", **error},
+                "403": {"description": "this key may not call models", **error},
+                "404": {"description": "no such request in your tenant's log", **error},
+                "413": {"description": "request too large", **error},
+            },
+        }
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "thrifty", "version": __version__},
@@ -98,6 +120,7 @@ def openapi_schema() -> dict[str, Any]:
             "/v1/models": _get("Models this gateway serves"),
             "/v1/models/{model}": model,
             "/v1/usage": usage,
+            "/v1/feedback": feedback,
             "/healthz": _get("liveness"),
             "/readyz": readyz,
             "/metrics": _get("Prometheus metrics"),

@@ -6,6 +6,7 @@ import click
 
 
 def register(main: click.Group) -> None:
+    from thrifty.commands.ab import ab
     from thrifty.commands.alerts import alerts
     from thrifty.commands.audit import audit
     from thrifty.commands.cache import cache
@@ -15,6 +16,7 @@ def register(main: click.Group) -> None:
     from thrifty.commands.tco import tco
     from thrifty.commands.usage import usage
 
+    main.add_command(ab)
     main.add_command(alerts)
     main.add_command(audit)
     main.add_command(cache)

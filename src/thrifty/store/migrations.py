@@ -111,6 +111,23 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX moderation_review_pending ON moderation_review (verdict, id);
         """,
     ),
+    (
+        "0005_feedback",
+        """
+        CREATE TABLE feedback (
+            id          INTEGER PRIMARY KEY,
+            request_id  TEXT    NOT NULL,  -- a requests.id of the same tenant; several allowed
+            ts          REAL    NOT NULL,  -- unix time the feedback arrived
+            tenant      TEXT    NOT NULL,
+            key_id      TEXT,
+            score       REAL,
+            thumbs      INTEGER,           -- 1 up | 0 down | NULL
+            converted   INTEGER,           -- 1 | 0 | NULL
+            comment     TEXT
+        );
+        CREATE INDEX feedback_request ON feedback (request_id, id);
+        """,
+    ),
 ]
 
 
