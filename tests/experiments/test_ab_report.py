@@ -15,7 +15,8 @@ import yaml
 from click.testing import CliRunner
 
 from thrifty.cli import main
-from thrifty.store.ab import Feedback, Sample, ab_report, add_feedback, welch_t, wilson_interval
+from thrifty.stats import Sample, welch_t, wilson_interval
+from thrifty.store.ab import Feedback, ab_report, add_feedback
 from thrifty.store.migrations import migrate
 from thrifty.store.reports import nearest_rank
 from thrifty.store.request_log import COLUMNS

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from thrifty.store.ab import (
+from thrifty.stats import (
     Sample,
     chi_square_p,
     normal_cdf,
