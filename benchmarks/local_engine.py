@@ -8,13 +8,17 @@ Three measurements per model, in the same run and on the same threads (default: 
   (`LlamaServerBackend.command`);
 - `thrifty serve -m MODEL`, which runs its own llama-server behind the gateway.
 
-llama-server and thrifty get the same streamed requests: a fixed prompt of 130-150 tokens,
-temperature 0, `ignore_eos` so every answer is exactly --max-tokens long, and `cache_prompt: false`
-so the engine processes the whole prompt every time instead of reusing its slot's cache. Single
-stream: the median over --requests sequential requests of prompt tok/s (prompt tokens / time to
-first token) and generation tok/s (tokens after the first / time from first to last). N
-concurrent streams (--clients, default 8; more than llama-server's 4 slots, so some queue):
-aggregate rates, every token of a kind divided by the phase's wall time.
+llama-server and thrifty get the same streamed requests, taking turns: a fixed prompt of 130-150
+tokens (plus a request number, so that thrifty's response cache never answers), temperature 0,
+`ignore_eos` so every answer is exactly --max-tokens long, and `cache_prompt: false` so the engine
+processes the whole prompt every time instead of reusing its slot's cache.
+
+Single stream, the median over --requests requests of: prompt tok/s (prompt tokens / time to the
+first token's chunk), generation tok/s (tokens after the first / time from first to last), TTFT,
+and "text ms", the time to the first chunk with text in it (thrifty's moderation holds a stream's
+last few characters back, so its first chunks can be empty). N concurrent streams (--clients,
+default 8; more than llama-server's 4 slots, so some queue): aggregate rates, every token of a
+kind divided by the phase's wall time.
 
     .venv/bin/python benchmarks/local_engine.py                   # both models, ~2-3 min on 2 cores
     .venv/bin/python benchmarks/local_engine.py -m smollm2-135m --requests 2 --reps 1
@@ -71,7 +75,8 @@ PROMPT = (
 class Sample:
     """One streamed answer, timed at the client."""
 
-    ttft_s: float
+    ttft_s: float  # to the first token's chunk
+    first_text_s: float  # to the first chunk with text in it
     decode_s: float  # first content token to last
     prompt_tokens: int
     completion_tokens: int
@@ -103,6 +108,10 @@ class Phase:
     @property
     def ttft_ms(self) -> float:
         return percentile([s.ttft_s for s in self.samples], 0.5) * 1000
+
+    @property
+    def first_text_ms(self) -> float:
+        return percentile([s.first_text_s for s in self.samples], 0.5) * 1000
 
     @property
     def aggregate_gen_tps(self) -> float:
@@ -137,7 +146,7 @@ def request_body(max_tokens: int, nonce: int) -> dict[str, Any]:
 
 async def stream_once(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> Sample:
     started = time.perf_counter()
-    first = last = None
+    first = last = text_at = None
     tokens = 0
     usage: dict[str, Any] = {}
     async with session.post(url, json=body) as response:
@@ -155,14 +164,19 @@ async def stream_once(session: aiohttp.ClientSession, url: str, body: dict[str, 
             chunk = orjson.loads(payload)
             usage = chunk.get("usage") or usage
             choices = chunk.get("choices") or [{}]
-            if (choices[0].get("delta") or {}).get("content"):
+            content = (choices[0].get("delta") or {}).get("content")
+            # A chunk with content, even "", is a token from the engine: thrifty's moderation
+            # holds the last characters of a stream back, so its first chunks can be empty.
+            if isinstance(content, str):
                 last = time.perf_counter()
                 first = first or last
+                text_at = text_at or (last if content else None)
                 tokens += 1
-    if first is None or last is None:
+    if first is None or last is None or text_at is None:
         raise RuntimeError(f"{url} streamed no tokens")
     return Sample(
         first - started,
+        text_at - started,
         last - first,
         int(usage.get("prompt_tokens", 0)),
         int(usage.get("completion_tokens", tokens)),
@@ -245,15 +259,16 @@ def benchmark_model(model: str, home: Path, args: argparse.Namespace) -> ModelRe
 
 def report(results: list[ModelResult], args: argparse.Namespace) -> str:
     n = args.clients
-    headers = ["model", "engine", "1: prompt tok/s", "1: gen tok/s", "1: TTFT ms"]
+    headers = ["model", "engine", "1: prompt tok/s", "1: gen tok/s", "1: TTFT ms", "1: text ms"]
     headers += [f"{n}: prompt tok/s", f"{n}: gen tok/s", f"{n}: TTFT p50 ms"]
     rows: list[list[object]] = []
     for r in results:
         rows.append([r.model, f"llama-bench pp{PROMPT_TOKENS}/tg{args.max_tokens}"])
-        rows[-1] += [r.bench_pp, r.bench_tg, None, None, None, None]
+        rows[-1] += [r.bench_pp, r.bench_tg, None, None, None, None, None]
         for engine, run in (("llama-server", r.direct), ("thrifty", r.thrifty)):
             one, many = run.single, run.concurrent
             rows.append([r.model, engine, one.prompt_tps, one.decode_tps, one.ttft_ms])
+            rows[-1].append(one.first_text_ms)
             rows[-1] += [many.aggregate_prompt_tps, many.aggregate_gen_tps, many.ttft_ms]
     prompt_tokens = sorted({s.prompt_tokens for r in results for s in r.thrifty.single.samples})
     lines = [

@@ -45,6 +45,9 @@ class ThriftyServer:
             **os.environ,
             "THRIFTY_HOME": str(self.home),
             "PYTHONUNBUFFERED": "1",
+            # Several engines share two cores in these tests; llama.cpp's threads spin while they
+            # wait, so two engines with a thread per core each slow to a crawl. One thread each.
+            "THRIFTY_LOCAL__THREADS": "1",
             **(env or {}),
         }
         self.env.pop("THRIFTY_CONFIG", None)

@@ -57,6 +57,16 @@ class LocalSettings(_Section):
         description="System message added to chat requests that carry none (tiny models follow "
         "instructions far better with one); null to send requests as they are.",
     )
+    chat_template: str | None = Field(
+        None,
+        description="Chat template for llama-server: a built-in name (chatml, llama3, gemma, ...) "
+        "or Jinja source; default: the model's own (bundled base models get a Q/A layout).",
+    )
+    stop: list[str] | None = Field(
+        None,
+        description="Stop sequences added to chat requests that set none; default: the "
+        "bundled model's (if any).",
+    )
     threads: int | None = Field(None, description="CPU threads; default: all cores.", ge=1)
     parallel: int = Field(4, description="Requests decoded together (llama-server slots).", ge=1)
     ctx_size: int = Field(4096, description="Context window per slot, in tokens.", ge=256)

@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 
 from thrifty.backends.base import Endpoint, Reply, StreamStats
-from thrifty.backends.models import resolve_model
+from thrifty.backends.models import BUNDLED, resolve_model
 from thrifty.backends.openai_compat import OpenAICompatBackend
 from thrifty.config import LocalSettings
 from thrifty.errors import Overloaded, UpstreamUnavailable
@@ -80,6 +80,11 @@ class LlamaServerBackend:
         self.in_flight = 0
         self.port = settings.port or 0
         self.log_path = home / "logs" / f"llama-server-{name}.log"
+        bundled = BUNDLED.get(settings.model)
+        self.chat_template = settings.chat_template or (bundled and bundled.chat_template)
+        self.stop = (
+            settings.stop if settings.stop is not None else list(bundled.stop if bundled else ())
+        )
         self._proc: asyncio.subprocess.Process | None = None
         self._client: OpenAICompatBackend | None = None
         self._ready = asyncio.Event()
@@ -105,6 +110,8 @@ class LlamaServerBackend:
             "--no-webui",
             "--jinja",  # the model's own chat template, as its authors wrote it
         ]  # fmt: skip
+        if self.chat_template:
+            cmd += ["--chat-template", self.chat_template]
         if self._no_repack:
             cmd.append("--no-repack")
         return [*cmd, *s.extra_args]
@@ -231,11 +238,14 @@ class LlamaServerBackend:
         return self._client
 
     def _prepare(self, endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
-        system = self.settings.system_prompt
-        if endpoint != "chat" or not system:
+        """The model's defaults: a system prompt and stop sequences, where the client set none."""
+        if endpoint != "chat":
             return body
+        if self.stop and body.get("stop") is None:
+            body = {**body, "stop": self.stop}
+        system = self.settings.system_prompt
         messages = body.get("messages") or []
-        if any(m.get("role") in ("system", "developer") for m in messages):
+        if not system or any(m.get("role") in ("system", "developer") for m in messages):
             return body
         return {**body, "messages": [{"role": "system", "content": system}, *messages]}
 

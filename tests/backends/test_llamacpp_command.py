@@ -1,0 +1,55 @@
+"""How the local engine is started and what it adds to requests (no process started here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from thrifty.backends.llamacpp import LlamaServerBackend
+from thrifty.backends.models import QA_STOP, QA_TEMPLATE
+from thrifty.config import LocalSettings
+
+FAKE_BINARY = "/bin/true"  # found and executable; never run
+
+
+def engine(tmp_path: Path, **settings: object) -> LlamaServerBackend:
+    local = LocalSettings(llama_server=FAKE_BINARY, **settings)  # type: ignore[arg-type]
+    return LlamaServerBackend("m", local, tmp_path)
+
+
+def test_command_line(tmp_path: Path) -> None:
+    command = engine(tmp_path, parallel=3, ctx_size=1000, threads=2).command(Path("/m.gguf"))
+    assert command[0] == FAKE_BINARY
+    joined = " ".join(command)
+    assert "--model /m.gguf" in joined and "--host 127.0.0.1" in joined
+    assert "--parallel 3" in joined and "--ctx-size 3000" in joined  # per slot x slots
+    assert "--threads 2" in joined and "--jinja" in joined
+    assert "--chat-template" not in command  # smollm2 carries its own template
+
+
+def test_base_model_gets_a_question_answer_layout(tmp_path: Path) -> None:
+    gemma = engine(tmp_path, model="gemma3-270m")
+    command = gemma.command(Path("/g.gguf"))
+    assert command[command.index("--chat-template") + 1] == QA_TEMPLATE
+    body = gemma._prepare("chat", {"messages": [{"role": "user", "content": "hi"}]})
+    assert body["stop"] == list(QA_STOP)
+    assert gemma._prepare("chat", {"messages": [], "stop": ["x"]})["stop"] == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("messages", "added"),
+    [
+        ([{"role": "user", "content": "hi"}], True),
+        ([{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"}], False),
+        ([{"role": "developer", "content": "Be terse."}, {"role": "user", "content": "hi"}], False),
+    ],
+)
+def test_default_system_prompt_only_when_none_given(
+    tmp_path: Path, messages: list[dict[str, str]], added: bool
+) -> None:
+    body = {"messages": messages}
+    prepared = engine(tmp_path)._prepare("chat", body)
+    assert (prepared["messages"][0]["content"] == "You are a helpful assistant.") is added
+    assert body["messages"] is messages  # the client's body is not changed in place
+    assert engine(tmp_path, system_prompt=None)._prepare("chat", body) is body
