@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from support import ThriftyServer
+from support import ThriftyServer, redis_server
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +40,10 @@ def client(gateway: ThriftyServer):  # type: ignore[no-untyped-def]
     import openai
 
     return openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server of its own for each test module that asks for one."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url

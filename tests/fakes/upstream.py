@@ -54,7 +54,7 @@ Send = Callable[[Message], Awaitable[None]]
 Headers = Sequence[tuple[bytes, bytes]]
 
 MODES: dict[str, str] = {
-    "ok": "answer normally (a last user message \"echo:TEXT\" is answered with TEXT)",
+    "ok": 'answer normally (a last user message "echo:TEXT" is answered with TEXT)',
     "slow": "sleep delay_s (default 1), then answer normally",
     "hang": "accept the request and never answer",
     "refuse": "close the TCP connection without a response",

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +11,7 @@ import openai
 import pytest
 
 from fakes.upstream import start_upstream
-from support import ThriftyServer, free_port
+from support import ThriftyServer
 from thrifty.api.app import build_app
 from thrifty.backends import Registry, Reply, Target
 from thrifty.config import Settings
@@ -127,37 +123,6 @@ def test_daily_budget_uses_the_metered_cost(
     responses = asyncio.run(send([app], 8))
     assert [r.status_code for r in responses] == [200] * 5 + [429] * 3
     assert "USD per day" in responses[5].json()["error"]["message"]
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.fail("redis-server is not installed: run scripts/ensure-services.sh")
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=tmp_path_factory.mktemp("redis-http"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    import redis
-
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("redis-server did not start")
-            time.sleep(0.05)
-    client.close()
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 def test_two_gateways_configured_with_one_redis_share_the_limit(

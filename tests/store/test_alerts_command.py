@@ -15,7 +15,8 @@ from thrifty.cli import main
 from thrifty.commands.alerts import CHECKS, DEFAULTS, Thresholds, Window, alerts, evaluate
 from thrifty.store.migrations import migrate
 from thrifty.store.reports import usage_report
-from thrifty.store.request_log import COLUMNS, connect
+from thrifty.store.request_log import COLUMNS
+from thrifty.store.sqlite import connect
 
 RULES = Path(__file__).parents[2] / "deploy" / "prometheus" / "rules.yaml"
 

@@ -23,7 +23,8 @@ from thrifty.store.reports import (
     timeseries,
     usage_report,
 )
-from thrifty.store.request_log import COLUMNS, RequestLog, connect
+from thrifty.store.request_log import COLUMNS, RequestLog
+from thrifty.store.sqlite import connect
 
 DAY = 1_748_736_000.0  # 2025-06-01T00:00:00Z
 H = 3600.0

@@ -21,7 +21,8 @@ from thrifty.cli import main
 from thrifty.commands.usage import usage
 from thrifty.config import Settings
 from thrifty.store.migrations import migrate
-from thrifty.store.request_log import COLUMNS, connect
+from thrifty.store.request_log import COLUMNS
+from thrifty.store.sqlite import connect
 
 DAY = 1_748_736_000.0  # 2025-06-01T00:00:00Z
 H = 3600.0

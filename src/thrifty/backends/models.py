@@ -18,11 +18,11 @@ logger = logging.getLogger(__name__)
 # llama-server would fall back to ChatML, which the model never saw, and answer with noise. A
 # base model does follow a plain question/answer layout, so it is served with one.
 QA_TEMPLATE = (
-    '{%- for m in messages -%}'
+    "{%- for m in messages -%}"
     '{%- if m.role == "system" or m.role == "developer" -%}{{ m.content }}{{ "\\n\\n" }}'
     '{%- elif m.role == "user" -%}{{ "Question: " }}{{ m.content }}{{ "\\n" }}'
     '{%- else -%}{{ "Answer: " }}{{ m.content }}{{ "\\n\\n" }}{%- endif -%}'
-    '{%- endfor -%}'
+    "{%- endfor -%}"
     '{%- if add_generation_prompt -%}{{ "Answer:" }}{%- endif -%}'
 )
 QA_STOP = ("\nQuestion:", "\n\n")

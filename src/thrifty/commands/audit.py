@@ -14,7 +14,7 @@ def _connect(config: str | None) -> sqlite3.Connection:
     """The store, read as it is: a missing database is an error, not a new empty one."""
     from thrifty.cli import _settings
     from thrifty.store.migrations import migrate
-    from thrifty.store.request_log import connect, sqlite_path
+    from thrifty.store.sqlite import connect, sqlite_path
 
     url = _settings(config).database_url
     if not sqlite_path(url).exists():

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from thrifty.store.migrations import migrate
+
 MIGRATIONS: list[tuple[str, str]] = [
     (
         "0001_eval_runs",
@@ -101,36 +103,8 @@ def connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=30)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
-    conn.commit()
-    saved = conn.isolation_level
-    conn.isolation_level = None  # BEGIN/COMMIT by hand: the check and the change in one lock
-    try:
-        for name, sql in MIGRATIONS:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if not conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
-                    for statement in _statements(sql):
-                        conn.execute(statement)
-                    conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-    finally:
-        conn.isolation_level = saved
+    migrate(conn, MIGRATIONS)
     return conn
-
-
-def _statements(script: str) -> list[str]:
-    """Split a script into statements (``sqlite3.complete_statement`` skips comments' ``;``)."""
-    statements, buffer = [], ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            statements.append(buffer.strip())
-            buffer = ""
-    return [s for s in statements if s]
 
 
 def _run(row: sqlite3.Row) -> Run:

@@ -40,7 +40,7 @@ from thrifty.stats import (
     wilson_interval,
 )
 from thrifty.store.reports import iso, nearest_rank
-from thrifty.store.request_log import connect, sqlite_path
+from thrifty.store.sqlite import connect, sqlite_path
 
 # -- feedback -------------------------------------------------------------------------------------
 

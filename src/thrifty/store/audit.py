@@ -27,16 +27,15 @@ import contextlib
 import hashlib
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
 
 from thrifty.gateway.context import RequestContext
-from thrifty.store.batching import BatchWriter
-from thrifty.store.migrations import migrate
-from thrifty.store.request_log import connect
+from thrifty.store.batching import SQLiteWriter
+from thrifty.store.sqlite import connect
 
 logger = logging.getLogger(__name__)
 
@@ -173,29 +172,10 @@ def tail(conn: sqlite3.Connection, n: int) -> list[dict[str, Any]]:
     return [dict(r) for r in reversed(cursor.fetchall())]
 
 
-class AuditLog(BatchWriter[AuditEvent]):
+class AuditLog(SQLiteWriter[AuditEvent]):
     """The in-process writer: `record` (a finisher) and `add` queue; a thread appends batches."""
 
     name = "audit-log"
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        batch_size: int = 256,
-        flush_interval_s: float = 0.25,
-        on_drop: Callable[[int], None] | None = None,
-    ) -> None:
-        super().__init__(batch_size=batch_size, flush_interval_s=flush_interval_s, on_drop=on_drop)
-        self.url = url
-
-    def open(self) -> None:
-        conn = connect(self.url)
-        try:
-            migrate(conn)
-        finally:
-            conn.close()
-        self.start()
 
     def record(self, ctx: RequestContext) -> None:
         """Finisher: one audit row per request, queued (the hot path pays for a small object)."""

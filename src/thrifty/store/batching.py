@@ -17,6 +17,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+from thrifty.store.migrations import migrate
+from thrifty.store.sqlite import connect
+
 logger = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
@@ -125,3 +128,31 @@ class BatchWriter(Generic[Item]):
         logger.error("%s: dropped %d rows", self.name, len(batch))
         if self.on_drop is not None:
             self.on_drop(len(batch))
+
+
+class SQLiteWriter(BatchWriter[Item]):
+    """A batch writer into the SQLite database at `url`, migrated when opened."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        batch_size: int = 256,
+        flush_interval_s: float = 0.25,
+        on_drop: Callable[[int], None] | None = None,
+    ) -> None:
+        super().__init__(batch_size=batch_size, flush_interval_s=flush_interval_s, on_drop=on_drop)
+        self.url = url
+
+    def open(self) -> None:
+        conn = connect(self.url)
+        try:
+            applied = migrate(conn)
+            if applied:
+                logger.info("database migrated: %s", ", ".join(applied))
+        finally:
+            conn.close()
+        self.start()
+
+    def connect(self) -> sqlite3.Connection:
+        return connect(self.url)

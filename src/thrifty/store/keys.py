@@ -32,7 +32,7 @@ from thrifty.costs.money import format_nanos, to_nanos
 from thrifty.gateway.context import KeyPolicy
 from thrifty.store.audit import AuditEvent, append, detail, immediate
 from thrifty.store.migrations import migrate
-from thrifty.store.request_log import connect
+from thrifty.store.sqlite import connect
 
 Role = Literal["admin", "user", "viewer"]
 ROLES: tuple[Role, ...] = ("admin", "user", "viewer")

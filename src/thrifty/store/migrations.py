@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -131,8 +132,10 @@ MIGRATIONS: list[tuple[str, str]] = [
 ]
 
 
-def migrate(conn: sqlite3.Connection) -> list[str]:
-    """Apply what has not been applied; return the names applied now.
+def migrate(
+    conn: sqlite3.Connection, migrations: Sequence[tuple[str, str]] = MIGRATIONS
+) -> list[str]:
+    """Apply what has not been applied (of `migrations`, default thrifty's); return their names.
 
     Each migration runs in a `BEGIN IMMEDIATE` transaction that first re-reads whether it is
     applied: two processes starting on a fresh database (a gateway and `thrifty keys create`)
@@ -144,7 +147,7 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
     saved_isolation = conn.isolation_level
     conn.isolation_level = None  # we issue BEGIN/COMMIT ourselves
     try:
-        for name, sql in MIGRATIONS:
+        for name, sql in migrations:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():

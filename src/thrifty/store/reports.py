@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any, Literal, get_args
 
 from thrifty.costs.money import convert_nanos, format_nanos
-from thrifty.store.request_log import connect, sqlite_path
+from thrifty.store.sqlite import connect, sqlite_path
 
 Grouping = Literal["route", "model", "tenant", "day"]
 GROUPINGS: tuple[str, ...] = get_args(Grouping)

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from thrifty.gateway.context import RequestContext
-from thrifty.store.batching import BatchWriter
-from thrifty.store.migrations import migrate
+from thrifty.store.batching import SQLiteWriter
 
 logger = logging.getLogger(__name__)
 
@@ -27,22 +25,6 @@ _INSERT = (
     f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(COLUMNS))})"
 )
-
-
-def sqlite_path(url: str) -> Path:
-    if not url.startswith("sqlite:///"):
-        raise ValueError(f"unsupported database URL {url!r} (expected sqlite:///path)")
-    return Path(url.removeprefix("sqlite:///")).expanduser()
-
-
-def connect(url: str) -> sqlite3.Connection:
-    path = sqlite_path(url)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.row_factory = sqlite3.Row
-    return conn
 
 
 def row_of(ctx: RequestContext) -> tuple[Any, ...]:
@@ -82,36 +64,12 @@ def _cached_tokens(usage: dict[str, Any]) -> int:
     return int(hit or 0)
 
 
-class RequestLog(BatchWriter[tuple[Any, ...]]):
+class RequestLog(SQLiteWriter[tuple[Any, ...]]):
     name = "request-log"
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        batch_size: int = 256,
-        flush_interval_s: float = 0.25,
-        on_drop: Callable[[int], None] | None = None,
-    ) -> None:
-        super().__init__(batch_size=batch_size, flush_interval_s=flush_interval_s, on_drop=on_drop)
-        self.url = url
-
-    def open(self) -> None:
-        conn = connect(self.url)
-        try:
-            applied = migrate(conn)
-            if applied:
-                logger.info("request log migrated: %s", ", ".join(applied))
-        finally:
-            conn.close()
-        self.start()
 
     def append(self, ctx: RequestContext) -> None:
         """Finisher: the request's row, queued for the writer thread."""
         self.add(row_of(ctx))
-
-    def connect(self) -> sqlite3.Connection:
-        return connect(self.url)
 
     def write(self, conn: sqlite3.Connection, batch: Sequence[tuple[Any, ...]]) -> None:
         with conn:

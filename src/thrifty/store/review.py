@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from thrifty.store.migrations import migrate
-from thrifty.store.request_log import connect
+from thrifty.store.sqlite import connect
 
 logger = logging.getLogger(__name__)
 
