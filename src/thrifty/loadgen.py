@@ -56,7 +56,7 @@ class BenchConfig:
 
     @property
     def endpoint(self) -> str:
-        """The chat completions URL: `url` itself when it names it, else `url` + /chat/completions."""
+        """The chat completions URL: `url` when it names it, else `url` + /chat/completions."""
         url = self.url.rstrip("/")
         return url if url.endswith("/chat/completions") else url + "/chat/completions"
 
