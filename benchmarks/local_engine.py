@@ -8,17 +8,20 @@ Three measurements per model, in the same run and on the same threads (default: 
   (`LlamaServerBackend.command`);
 - `thrifty serve -m MODEL`, which runs its own llama-server behind the gateway.
 
-llama-server and thrifty get the same streamed requests, taking turns: a fixed prompt of 130-150
+llama-server and thrifty get the same streamed requests, taking turns: a fixed prompt of 120-140
 tokens (plus a request number, so that thrifty's response cache never answers), temperature 0,
 `ignore_eos` so every answer is exactly --max-tokens long, and `cache_prompt: false` so the engine
 processes the whole prompt every time instead of reusing its slot's cache.
 
-Single stream, the median over --requests requests of: prompt tok/s (prompt tokens / time to the
-first token's chunk), generation tok/s (tokens after the first / time from first to last), TTFT,
-and "text ms", the time to the first chunk with text in it (thrifty's moderation holds a stream's
-last few characters back, so its first chunks can be empty). N concurrent streams (--clients,
-default 8; more than llama-server's 4 slots, so some queue): aggregate rates, every token of a
-kind divided by the phase's wall time.
+Every figure is the best of its repetitions (llama-bench's --reps, the --requests single streams,
+the --rounds bursts): load from other processes only ever slows a run down, so on a shared
+machine the best repetition is the one closest to what the engine can do.
+
+Single stream: prompt tok/s (prompt tokens / time to the first token's chunk), generation tok/s
+(tokens after the first / time from first to last), TTFT, and "text ms", the time to the first
+chunk with text in it (thrifty's moderation holds a stream's last few characters back, so its
+first chunks can be empty). N concurrent streams (--clients, default 8; more than llama-server's
+4 slots, so some queue): aggregate rates, every token of a kind divided by the burst's wall time.
 
     .venv/bin/python benchmarks/local_engine.py                   # both models, ~2-3 min on 2 cores
     .venv/bin/python benchmarks/local_engine.py -m smollm2-135m --requests 2 --reps 1
@@ -31,7 +34,6 @@ import asyncio
 import itertools
 import json
 import os
-import statistics
 import subprocess
 import tempfile
 import time
@@ -90,44 +92,52 @@ class Sample:
         return (self.completion_tokens - 1) / self.decode_s if self.decode_s > 0 else float("nan")
 
 
-@dataclass(slots=True)
-class Phase:
-    """Samples of one kind (single or concurrent) from one engine, with the time they took."""
+@dataclass(frozen=True, slots=True)
+class Burst:
+    """N streams started together, and the wall time until the last one finished."""
 
-    samples: list[Sample] = field(default_factory=list)
-    wall_s: float = 0.0
+    samples: list[Sample]
+    wall_s: float
+
+    @property
+    def gen_tps(self) -> float:
+        return sum(s.completion_tokens for s in self.samples) / self.wall_s
 
     @property
     def prompt_tps(self) -> float:
-        return float(statistics.median(s.prompt_tps for s in self.samples))
-
-    @property
-    def decode_tps(self) -> float:
-        return float(statistics.median(s.decode_tps for s in self.samples))
+        return sum(s.prompt_tokens for s in self.samples) / self.wall_s
 
     @property
     def ttft_ms(self) -> float:
         return percentile([s.ttft_s for s in self.samples], 0.5) * 1000
 
+
+@dataclass(slots=True)
+class EngineRun:
+    """What one server did, reported as the best of each kind of repetition."""
+
+    singles: list[Sample] = field(default_factory=list)
+    bursts: list[Burst] = field(default_factory=list)
+
+    @property
+    def prompt_tps(self) -> float:
+        return max(s.prompt_tps for s in self.singles)
+
+    @property
+    def decode_tps(self) -> float:
+        return max(s.decode_tps for s in self.singles)
+
+    @property
+    def ttft_ms(self) -> float:
+        return min(s.ttft_s for s in self.singles) * 1000
+
     @property
     def first_text_ms(self) -> float:
-        return percentile([s.first_text_s for s in self.samples], 0.5) * 1000
+        return min(s.first_text_s for s in self.singles) * 1000
 
     @property
-    def aggregate_gen_tps(self) -> float:
-        return sum(s.completion_tokens for s in self.samples) / self.wall_s
-
-    @property
-    def aggregate_prompt_tps(self) -> float:
-        return sum(s.prompt_tokens for s in self.samples) / self.wall_s
-
-
-@dataclass(frozen=True, slots=True)
-class EngineRun:
-    """What one server did: single streams, then bursts of N concurrent streams."""
-
-    single: Phase = field(default_factory=Phase)
-    concurrent: Phase = field(default_factory=Phase)
+    def burst(self) -> Burst:
+        return max(self.bursts, key=lambda b: b.gen_tps)
 
 
 def request_body(max_tokens: int, nonce: int) -> dict[str, Any]:
@@ -203,25 +213,24 @@ async def compare(urls: dict[str, str], args: argparse.Namespace) -> dict[str, E
             await once(url)  # warm-up
         for _ in range(args.requests):
             for name, url in urls.items():
-                runs[name].single.samples.append(await once(url))
+                runs[name].singles.append(await once(url))
         for _ in range(args.rounds):
             for name, url in urls.items():
                 started = time.perf_counter()
-                burst = [once(url) for _ in range(args.clients)]
-                runs[name].concurrent.samples.extend(await asyncio.gather(*burst))
-                runs[name].concurrent.wall_s += time.perf_counter() - started
+                samples = await asyncio.gather(*(once(url) for _ in range(args.clients)))
+                runs[name].bursts.append(Burst(samples, time.perf_counter() - started))
     return runs
 
 
 def llama_bench(model_path: Path, args: argparse.Namespace) -> tuple[float, float]:
-    """llama-bench's (pp tok/s, tg tok/s), single stream."""
+    """llama-bench's (pp tok/s, tg tok/s), single stream, each the best of its repetitions."""
     command = [str(BIN / "llama-bench"), "-m", str(model_path), "-o", "json"]
     command += ["-p", str(PROMPT_TOKENS), "-n", str(args.max_tokens)]
     command += ["-t", str(args.threads), "-r", str(args.reps)]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     rows = json.loads(done.stdout)
-    pp = next(r["avg_ts"] for r in rows if r["n_prompt"] and not r["n_gen"])
-    tg = next(r["avg_ts"] for r in rows if r["n_gen"] and not r["n_prompt"])
+    pp = next(max(r["samples_ts"]) for r in rows if r["n_prompt"] and not r["n_gen"])
+    tg = next(max(r["samples_ts"]) for r in rows if r["n_gen"] and not r["n_prompt"])
     return float(pp), float(tg)
 
 
@@ -266,15 +275,15 @@ def report(results: list[ModelResult], args: argparse.Namespace) -> str:
         rows.append([r.model, f"llama-bench pp{PROMPT_TOKENS}/tg{args.max_tokens}"])
         rows[-1] += [r.bench_pp, r.bench_tg, None, None, None, None, None]
         for engine, run in (("llama-server", r.direct), ("thrifty", r.thrifty)):
-            one, many = run.single, run.concurrent
-            rows.append([r.model, engine, one.prompt_tps, one.decode_tps, one.ttft_ms])
-            rows[-1].append(one.first_text_ms)
-            rows[-1] += [many.aggregate_prompt_tps, many.aggregate_gen_tps, many.ttft_ms]
-    prompt_tokens = sorted({s.prompt_tokens for r in results for s in r.thrifty.single.samples})
+            rows.append([r.model, engine, run.prompt_tps, run.decode_tps, run.ttft_ms])
+            rows[-1] += [run.first_text_ms, run.burst.prompt_tps, run.burst.gen_tps]
+            rows[-1].append(run.burst.ttft_ms)
+    prompt_tokens = sorted({s.prompt_tokens for r in results for s in r.thrifty.singles})
     lines = [
-        f"1 = one stream (median of {args.requests}), {n} = {n} concurrent streams x "
-        f"{args.rounds} (aggregate); {args.max_tokens} tokens per answer, prompt "
-        f"{'/'.join(map(str, prompt_tokens))} tokens, {args.threads} threads",
+        f"1 = one stream, best of {args.requests} requests; {n} = {n} concurrent streams, "
+        f"aggregate, best of {args.rounds} bursts; llama-bench: best of {args.reps} reps.",
+        f"{args.max_tokens} tokens per answer, prompt {'/'.join(map(str, prompt_tokens))} "
+        f"tokens, {args.threads} threads",
         "",
         table(headers, rows, labels=2),
         "",
@@ -282,9 +291,9 @@ def report(results: list[ModelResult], args: argparse.Namespace) -> str:
     ]
     verdicts = []
     for r in results:
-        one, direct_one = r.thrifty.single, r.direct.single
+        one, direct_one = r.thrifty, r.direct
         single_x = one.decode_tps / r.bench_tg
-        many_x = r.thrifty.concurrent.aggregate_gen_tps / r.direct.concurrent.aggregate_gen_tps
+        many_x = r.thrifty.burst.gen_tps / r.direct.burst.gen_tps
         lines.append(
             f"  {r.model}: one stream, generation: thrifty/llama-bench {single_x:.2f}x "
             f"(llama-server/llama-bench {ratio(direct_one.decode_tps, r.bench_tg)}, "
@@ -316,7 +325,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, default=64, help="tokens per answer")
     parser.add_argument("--requests", type=int, default=3, help="single-stream requests")
     parser.add_argument("--clients", type=int, default=8, help="concurrent streams")
-    parser.add_argument("--rounds", type=int, default=1, help="bursts of concurrent streams")
+    parser.add_argument("--rounds", type=int, default=2, help="bursts of concurrent streams")
     parser.add_argument("--reps", type=int, default=3, help="llama-bench repetitions")
     parser.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="engine threads (default: all)"
