@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from fakes.backends import IdleUpstream
 from thrifty.backends import Reply, StreamStats, Target
 from thrifty.errors import InvalidRequest, Overloaded, UpstreamError, UpstreamTimeout
 from thrifty.gateway.breaker import CircuitBreaker, State
@@ -45,28 +46,13 @@ def test_breaker_opens_after_k_failures_in_window_then_probes() -> None:
     assert breaker.state is State.CLOSED and breaker.allow()
 
 
-class Scripted:
+class Scripted(IdleUpstream):
     """A backend that plays a script: each entry is an exception to raise or a reply to return."""
-
-    kind = "upstream"
 
     def __init__(self, name: str, script: list[Any]) -> None:
         self.name = name
         self.script = list(script)
         self.bodies: list[dict[str, Any]] = []
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    def ready(self) -> bool:
-        return True
-
-    def load(self) -> int:
-        return 0
-
-    def saturated(self) -> bool:
-        return False
 
     def _next(self, body: dict[str, Any]) -> Any:
         self.bodies.append(body)

@@ -10,6 +10,7 @@ import httpx
 import openai
 import pytest
 
+from fakes.backends import IdleUpstream
 from fakes.upstream import start_upstream
 from support import ThriftyServer
 from thrifty.api.app import build_app
@@ -20,24 +21,10 @@ from thrifty.costs.money import format_nanos, parse_nanos
 CHAT = "/v1/chat/completions"
 
 
-class Canned:
+class Canned(IdleUpstream):
     """An upstream that answers every request with 10 prompt and 20 completion tokens."""
 
-    kind = "upstream"
     name = "canned"
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    def ready(self) -> bool:
-        return True
-
-    def load(self) -> int:
-        return 0
-
-    def saturated(self) -> bool:
-        return False
 
     async def complete(self, endpoint: Any, body: dict[str, Any]) -> Reply:
         message = {"role": "assistant", "content": "ok"}

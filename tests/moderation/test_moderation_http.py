@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 
+from fakes.backends import IdleUpstream
 from thrifty.api.app import build_app
 from thrifty.backends import Registry, Reply, StreamStats, Target
 from thrifty.config import Settings
@@ -24,29 +25,15 @@ LISTS = {
 }
 
 
-class Canned:
+class Canned(IdleUpstream):
     """An upstream that answers with `answer`, streamed in the pieces given by `pieces`."""
 
-    kind = "upstream"
     name = "canned"
 
     def __init__(self) -> None:
         self.answer = "Hello."
         self.pieces: list[str] | None = None
         self.bodies: list[dict[str, Any]] = []
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    def ready(self) -> bool:
-        return True
-
-    def load(self) -> int:
-        return 0
-
-    def saturated(self) -> bool:
-        return False
 
     async def complete(self, endpoint: Any, body: dict[str, Any]) -> Reply:
         self.bodies.append(body)
