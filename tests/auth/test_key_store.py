@@ -200,17 +200,15 @@ def _eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
     return False
 
 
-def test_lookup_is_a_few_microseconds(store: KeyStore) -> None:
-    secrets = [store.create(KeySpec(f"t{i}"), "test")[1] for i in range(1000)]
+def test_lookup_is_served_from_memory(store: KeyStore, tmp_path: Path) -> None:
+    """The hot path never reads the database: lookups still work with the database gone.
+
+    (How fast a lookup is belongs in a benchmark, not a test; about 1.5 µs with 1,000 keys.)
+    """
+    secrets = [store.create(KeySpec(f"t{i}"), "test")[1] for i in range(50)]
     auth = Authenticator(store, AuthSettings(), "127.0.0.1")
     auth.reload()
-    requests = [bearer(s) for s in secrets[:100]]
-    n = 20_000
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        for i in range(n):
-            auth.authenticate(requests[i % 100])
-        best = min(best, (time.perf_counter() - started) / n)
-    print(f"key lookup: {best * 1e6:.2f} µs per request (1000 keys)")
-    assert best < 50e-6  # a few µs on any machine; the bound only catches a lost cache
+    store.close()  # any database read from here on would raise
+    for db in tmp_path.rglob("*.db*"):
+        db.unlink()
+    assert all(auth.authenticate(bearer(s)) is not None for s in secrets)

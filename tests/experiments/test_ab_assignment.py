@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 
 import pytest
@@ -109,19 +108,6 @@ def test_ramping_one_variant_moves_only_the_shifted_share() -> None:
     assert set(moved) == {("control", "lora")}  # nobody else moves
     assert abs(sum(moved.values()) / 20_000 - 0.1) < 0.01
     assert layout(["control", "lora", "cloud"]) == ["lora", "control", "cloud"]
-
-
-def test_assignment_is_cheap() -> None:
-    experiments = stage()
-    contexts = [ctx(f"user-{i}") for i in range(2000)]
-
-    async def assign() -> float:
-        started = time.perf_counter()
-        for context in contexts:
-            await experiments(context)
-        return (time.perf_counter() - started) / len(contexts)
-
-    assert asyncio.run(assign()) < 50e-6  # a few µs; generous for a shared CI machine
 
 
 def _variants(**weights: float) -> dict[str, object]:
