@@ -93,6 +93,7 @@ class OpenAIService:
     async def _handle(self, request: Request, endpoint: Endpoint) -> Response:
         started = time.perf_counter()
         key = None
+        body: dict[str, Any] | None = None
         try:
             key = self.rt.auth.authenticate(request.headers)  # 401 before anything else
             body = await self.read_json(request)
@@ -101,7 +102,7 @@ class OpenAIService:
             except ValidationError as exc:
                 raise validation_error(exc) from None
         except ThriftyError as exc:
-            asked = body.get("model") if isinstance(locals().get("body"), dict) else None
+            asked = body.get("model") if body is not None else None
             ctx = RequestContext(
                 endpoint, {}, str(asked or ""), False, started=started, **caller_fields(key)
             )

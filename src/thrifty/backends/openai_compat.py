@@ -90,6 +90,7 @@ class OpenAICompatBackend:
         api_key: str | None = None,
         connect_timeout_s: float = 5.0,
         timeout_s: float = 60.0,
+        reuse_connections: bool = True,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
@@ -100,11 +101,15 @@ class OpenAICompatBackend:
             total=None, sock_connect=connect_timeout_s, sock_read=timeout_s
         )
         self._session: aiohttp.ClientSession | None = None
+        self.reuse_connections = reuse_connections
         self.in_flight = 0
 
     async def start(self) -> None:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
+            reuse: dict[str, Any] = (
+                {"keepalive_timeout": 60} if self.reuse_connections else {"force_close": True}
+            )
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, **reuse)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._timeout,
