@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -274,6 +273,3 @@ _register_optional_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-
-
-__all__ = ["Path", "main"]

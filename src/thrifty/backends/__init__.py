@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from thrifty.backends.base import Backend, Reply, StreamStats
 from thrifty.backends.llamacpp import LlamaServerBackend
@@ -67,8 +66,3 @@ def build_registry(settings: Settings) -> Registry:
         for alias, upstream_model in up.models.items():
             registry.add([alias], Target(alias, client, upstream_model, upstream=up.name))
     return registry
-
-
-def home_dir(settings: Settings) -> Path:
-    settings.home.mkdir(parents=True, exist_ok=True)
-    return settings.home
