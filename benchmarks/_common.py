@@ -6,6 +6,7 @@ compare it with a baseline measured in the same run, on the same machine, under 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import os
@@ -18,8 +19,10 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+import httptools
+import orjson
 import yaml
 
 if TYPE_CHECKING:
@@ -238,3 +241,62 @@ def _cell(value: object) -> str:
 
 def ratio(numerator: float, denominator: float) -> str:
     return f"{numerator / denominator:.2f}x" if denominator else "-"
+
+
+def post_chat(port: int, body: dict[str, Any]) -> bytes:
+    """A ready-to-write HTTP/1.1 POST of `body` to /v1/chat/completions on 127.0.0.1:`port`."""
+    data = orjson.dumps(body)
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    return head.encode() + data
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection carrying one request at a time (cheap load client).
+
+    `send` returns the status; `cache` holds the last response's x-thrifty-cache header.
+    """
+
+    def __init__(self) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._done: asyncio.Future[int] | None = None
+        self.cache = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(exc or ConnectionResetError("the server closed the connection"))
+
+    def on_header(self, name: bytes, value: bytes) -> None:  # httptools callback
+        if name.lower() == b"x-thrifty-cache":
+            self.cache = value.decode()
+
+    def on_message_complete(self) -> None:  # httptools callback: the whole response is in
+        if self._done is not None and not self._done.done():
+            self._done.set_result(self._parser.get_status_code())
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_exception(exc)
+
+    async def send(self, request: bytes) -> int:
+        """Write a request and wait for the whole response; returns its status."""
+        assert self._transport is not None
+        self.cache = ""
+        self._done = asyncio.get_running_loop().create_future()
+        self._transport.write(request)
+        return await self._done
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()

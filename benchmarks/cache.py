@@ -31,17 +31,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-import httptools
 import numpy as np
-import orjson
 
 from _common import (
     ROOT,
+    Connection,
     cpu_seconds,
     free_port,
     load_average,
     machine_header,
     percentile,
+    post_chat,
     start_fake_upstream,
     table,
     thrifty_serve,
@@ -60,52 +60,7 @@ def request_bytes(port: int, question: str) -> bytes:
         "temperature": 0,
         "max_tokens": 64,
     }
-    data = orjson.dumps(body)
-    head = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
-    )
-    return head.encode() + data
-
-
-class Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection, one request at a time; keeps x-thrifty-cache."""
-
-    def __init__(self) -> None:
-        self._parser = httptools.HttpResponseParser(self)
-        self._transport: asyncio.Transport | None = None
-        self._done: asyncio.Future[tuple[int, str]] | None = None
-        self._cache = ""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        self._parser.feed_data(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._done is not None and not self._done.done():
-            self._done.set_exception(exc or ConnectionResetError("closed"))
-
-    def on_header(self, name: bytes, value: bytes) -> None:  # httptools callback
-        if name.lower() == b"x-thrifty-cache":
-            self._cache = value.decode()
-
-    def on_message_complete(self) -> None:  # httptools callback
-        if self._done is not None and not self._done.done():
-            self._done.set_result((self._parser.get_status_code(), self._cache))
-
-    async def send(self, request: bytes) -> tuple[int, str]:
-        """Write a request, wait for the whole response: (status, x-thrifty-cache)."""
-        assert self._transport is not None
-        self._cache = ""
-        self._done = asyncio.get_running_loop().create_future()
-        self._transport.write(request)
-        return await self._done
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+    return post_chat(port, body)
 
 
 @dataclass(slots=True)
@@ -146,7 +101,8 @@ async def run_pass(port: int, pid: int, questions: list[str], requests: int, con
             payload = payloads[sent % len(payloads)]
             sent += 1
             started = time.perf_counter()
-            status, outcome = await connection.send(payload)
+            status = await connection.send(payload)
+            outcome = connection.cache
             latencies.append(time.perf_counter() - started)
             outcomes.append(outcome if status == 200 else f"error {status}")
 

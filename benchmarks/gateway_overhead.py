@@ -26,16 +26,15 @@ import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
-
-import httptools
-import orjson
+from typing import Any
 
 from _common import (
+    Connection,
     cpu_seconds,
     load_average,
     machine_header,
     percentile,
+    post_chat,
     ratio,
     start_fake_upstream,
     table,
@@ -68,52 +67,7 @@ def request_bytes(port: int, stream: bool, nonce: int) -> bytes:
     }
     if stream:
         body.update(stream=True, stream_options={"include_usage": True})
-    data = orjson.dumps(body)
-    head = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
-    )
-    return head.encode() + data
-
-
-class Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection carrying one request at a time."""
-
-    def __init__(self) -> None:
-        self._parser = httptools.HttpResponseParser(self)
-        self._transport: asyncio.Transport | None = None
-        self._done: asyncio.Future[int] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(exc or ConnectionResetError("the server closed the connection"))
-
-    def on_message_complete(self) -> None:  # httptools callback: the whole response is in
-        if self._done is not None and not self._done.done():
-            self._done.set_result(self._parser.get_status_code())
-
-    def _fail(self, exc: BaseException) -> None:
-        if self._done is not None and not self._done.done():
-            self._done.set_exception(exc)
-
-    async def send(self, request: bytes) -> int:
-        """Write a request and wait for the whole response; returns its status."""
-        assert self._transport is not None
-        self._done = asyncio.get_running_loop().create_future()
-        self._transport.write(request)
-        return await self._done
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+    return post_chat(port, body)
 
 
 @dataclass(frozen=True, slots=True)
