@@ -53,6 +53,12 @@ def main() -> None:
     "--home", type=click.Path(file_okay=False), help="State directory [default: ~/.thrifty]."
 )
 @click.option("--no-local", is_flag=True, help="Serve upstreams only, no local model.")
+@click.option(
+    "-w",
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Gateway processes on the port, sharing one local engine [default: 1].",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option(
     "--ssl-certfile", type=click.Path(exists=True, dir_okay=False), help="Serve HTTPS: cert (PEM)."
@@ -68,6 +74,7 @@ def serve(
     aliases: tuple[str, ...],
     home: str | None,
     no_local: bool,
+    workers: int | None,
     log_level: str | None,
     ssl_certfile: str | None,
     ssl_keyfile: str | None,
@@ -79,12 +86,15 @@ def serve(
       thrifty serve
       thrifty serve --port 8001 -m gemma3-270m --alias deepseek-chat
       thrifty serve -c thrifty.yaml
+      thrifty serve --workers 4      (limits need limits.redis_url then)
     Point any OpenAI client at http://HOST:PORT/v1 (model "local", an upstream alias, or "auto").
     """
     import uvicorn
 
     from thrifty.api.app import build_app
     from thrifty.api.auth import ExposureError, check_exposure
+    from thrifty.api.workers import UnsharedLimits
+    from thrifty.api.workers import run as workers_run
     from thrifty.gateway.cache import MissingExtra
 
     settings = _settings(
@@ -92,6 +102,7 @@ def serve(
         host=host,
         port=port,
         home=home,
+        workers=workers,
         log_level=log_level,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
@@ -107,25 +118,30 @@ def serve(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "warning",
+        "access_log": False,
+        "loop": "uvloop" if _has("uvloop") else "asyncio",
+        "http": "httptools" if _has("httptools") else "h11",
+        "timeout_graceful_shutdown": 10,
+        "ssl_certfile": settings.ssl_certfile,
+        "ssl_keyfile": settings.ssl_keyfile,
+    }
+    scheme = "https" if settings.ssl_certfile else "http"
+    banner = f"thrifty {__version__} on {scheme}://{settings.host}:{settings.port}/v1"
     try:
         check_exposure(settings)  # no keys on a non-loopback address: refuse, before loading
+        if settings.workers > 1:
+            click.echo(f"{banner} ({settings.workers} workers)", err=True)
+            workers_run(settings, **options)
+            return
         app = build_app(settings)
-    except (FileNotFoundError, ExposureError, MissingExtra) as exc:
+    except (FileNotFoundError, ExposureError, MissingExtra, UnsharedLimits) as exc:
         raise click.ClickException(str(exc)) from None
-    scheme = "https" if settings.ssl_certfile else "http"
-    click.echo(f"thrifty {__version__} on {scheme}://{settings.host}:{settings.port}/v1", err=True)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        access_log=False,
-        loop="uvloop" if _has("uvloop") else "asyncio",
-        http="httptools" if _has("httptools") else "h11",
-        timeout_graceful_shutdown=10,
-        ssl_certfile=settings.ssl_certfile,
-        ssl_keyfile=settings.ssl_keyfile,
-    )
+    click.echo(banner, err=True)
+    uvicorn.run(app, **options)
 
 
 def _has(module: str) -> bool:

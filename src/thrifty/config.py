@@ -40,6 +40,11 @@ class LocalSettings(_Section):
     """The local engine: llama.cpp's llama-server, managed as a subprocess."""
 
     enabled: bool = Field(True, description="Serve a local model at all.")
+    url: str | None = Field(
+        None,
+        description="An llama-server already running at this URL (http://127.0.0.1:8080) to use "
+        "instead of starting one: a sidecar, or the engine `serve --workers` shares.",
+    )
     model: str = Field(
         "smollm2-135m",
         description="Bundled model name (smollm2-135m, gemma3-270m), a name from `models`, "
@@ -491,6 +496,12 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8000, description="Port to listen on.")
+    workers: int = Field(
+        1,
+        description="Gateway processes sharing the port (`serve --workers`); they share one local "
+        "engine, the database, and Redis for limits.",
+        ge=1,
+    )
     home: Path = Field(
         default_factory=lambda: Path("~/.thrifty"),
         description="Where thrifty keeps its database and models ($THRIFTY_HOME).",

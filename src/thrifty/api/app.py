@@ -7,6 +7,7 @@ shutdown, SIGTERM included, flushing the request log last.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -118,6 +119,7 @@ class Runtime:
         if settings.auth.audit_requests:
             self.gateway.finishers.append(self.audit.record)
         self.metrics.on_collect(self._refresh_gauges)
+        self._gauges: asyncio.Task[None] | None = None
         self.started_at = int(time.time())
 
     def _refresh_gauges(self) -> None:
@@ -137,8 +139,18 @@ class Runtime:
         self.review.open()
         for backend in self.registry.backends:
             await backend.start()
+        if self.metrics.shared_dir is not None:  # one of `serve --workers N`
+            self._gauges = asyncio.create_task(self._refresh_shared_gauges())
+
+    async def _refresh_shared_gauges(self) -> None:
+        """Workers that nobody scrapes still publish their live gauges, once a second."""
+        while True:
+            self.metrics.refresh()
+            await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
+        if self._gauges is not None:
+            self._gauges.cancel()
         for backend in self.registry.backends:
             try:
                 await backend.close()

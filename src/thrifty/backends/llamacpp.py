@@ -116,12 +116,28 @@ class LlamaServerBackend:
             cmd.append("--no-repack")
         return [*cmd, *s.extra_args]
 
+    @property
+    def url(self) -> str:
+        """The engine's base URL (no /v1): the configured one, or the process this backend runs."""
+        if self.settings.url:
+            return self.settings.url.rstrip("/").removesuffix("/v1")
+        return f"http://127.0.0.1:{self.port}"
+
     async def start(self) -> None:
+        if self.settings.url:  # someone else runs the engine: only watch its health
+            await self._open_client()
+            self._supervisor = asyncio.create_task(self._watch())
+            return
         model_path = resolve_model(self.settings.model, self.home, self.settings.models)
         self.port = self.settings.port or free_port()
+        await self._open_client()
+        command = self.command(model_path)  # raises with an install hint before anything starts
+        self._supervisor = asyncio.create_task(self._supervise(model_path, command))
+
+    async def _open_client(self) -> None:
         self._client = OpenAICompatBackend(
             f"local engine {self.name}",
-            f"http://127.0.0.1:{self.port}/v1",
+            f"{self.url}/v1",
             connect_timeout_s=5,
             timeout_s=self.settings.request_timeout_s,
             # llama-server says keep-alive but closes the connection after a streamed answer; a
@@ -130,8 +146,25 @@ class LlamaServerBackend:
             reuse_connections=False,
         )
         await self._client.start()
-        command = self.command(model_path)  # raises with an install hint before anything starts
-        self._supervisor = asyncio.create_task(self._supervise(model_path, command))
+
+    async def _watch(self) -> None:
+        """An engine run elsewhere: ready while its /health answers 200 (checked every second)."""
+        async with aiohttp.ClientSession() as session:
+            while not self._closing:
+                try:
+                    async with session.get(
+                        f"{self.url}/health", timeout=aiohttp.ClientTimeout(total=2)
+                    ) as r:
+                        healthy = r.status == 200
+                        self.error = None if healthy else f"engine at {self.url}: HTTP {r.status}"
+                except (TimeoutError, aiohttp.ClientError) as exc:
+                    healthy = False
+                    self.error = f"engine at {self.url} unreachable: {exc.__class__.__name__}"
+                if healthy:
+                    self._ready.set()
+                else:
+                    self._ready.clear()
+                await asyncio.sleep(1.0 if healthy else 0.2)
 
     async def _spawn(self, command: list[str]) -> asyncio.subprocess.Process:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,14 +1,26 @@
 """Prometheus metrics. One registry per app (tests build several apps in one process).
 
 The names here are a contract: `deploy/prometheus/rules.yaml` and the Grafana dashboard read them.
+
+Under `serve --workers N` (PROMETHEUS_MULTIPROC_DIR set) every process writes its values into
+files in that directory and `/metrics`, whichever worker answers it, sums them all; gauges say
+how (`livesum`: the sum over live workers; `max`: the worst breaker state any worker sees).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from thrifty.gateway.context import RequestContext
 
@@ -18,6 +30,7 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
+        self.shared_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         self.requests = Counter(
             "thrifty_requests", "Requests answered", ["route", "model", "status"], registry=r
         )
@@ -46,18 +59,23 @@ class Metrics:
             registry=r,
         )
         self.queue_depth = Gauge(
-            "thrifty_local_queue_depth", "Requests waiting for a local engine slot", registry=r
+            "thrifty_local_queue_depth",
+            "Requests waiting for a local engine slot",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.in_flight = Gauge(
             "thrifty_local_in_flight",
             "Requests in the local engine, running or queued",
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.breaker = Gauge(
             "thrifty_upstream_breaker_state",
             "Circuit breaker per upstream: 0 closed, 1 half-open, 2 open",
             ["upstream"],
             registry=r,
+            multiprocess_mode="max",
         )
         self.dropped = Counter(
             "thrifty_request_log_dropped", "Request-log rows that could not be written", registry=r
@@ -73,10 +91,17 @@ class Metrics:
         """Run `hook` before each scrape (gauges read from live objects)."""
         self._collect_hooks.append(hook)
 
-    def render(self) -> bytes:
+    def refresh(self) -> None:
         for hook in self._collect_hooks:
             hook()
-        return generate_latest(self.registry)
+
+    def render(self) -> bytes:
+        self.refresh()
+        if self.shared_dir is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, self.shared_dir)
+        return generate_latest(merged)
 
     def observe(self, ctx: RequestContext) -> None:
         route = ctx.route or "none"
