@@ -22,6 +22,8 @@ test: $(VENV)/.test engine services  ## install test deps, start nothing by hand
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+	# again with the store on a real PostgreSQL server that the fixtures start
+	THRIFTY_TEST_DB=postgresql $(BIN)/python -m pytest
 
 lint: $(VENV)/.test  ## ruff + mypy only
 	$(BIN)/ruff check src tests benchmarks

@@ -6,7 +6,36 @@ from collections.abc import Iterator
 
 import pytest
 
-from support import ThriftyServer, redis_server
+from support import (
+    POSTGRES_URL_ENV,
+    ThriftyServer,
+    fresh_database,
+    on_postgres,
+    postgres_server,
+    redis_server,
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def postgres() -> Iterator[str | None]:
+    """Under THRIFTY_TEST_DB=postgresql: a real PostgreSQL server for the session (its URL)."""
+    if not on_postgres():
+        yield None
+        return
+    with postgres_server() as server, pytest.MonkeyPatch.context() as mp:
+        mp.setenv(POSTGRES_URL_ENV, server.url)
+        yield server.url
+
+
+@pytest.fixture(autouse=True)
+def database_per_test(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On PostgreSQL, a fresh database for each test that has a home to give thrifty.
+
+    `Settings`, the CLI and the servers a test starts with its home all read it from
+    THRIFTY_DATABASE_URL, as SQLite's thrifty.db would sit in that home.
+    """
+    if on_postgres() and {"tmp_path", "tmp_path_factory"} & set(request.fixturenames):
+        monkeypatch.setenv("THRIFTY_DATABASE_URL", fresh_database())
 
 
 @pytest.fixture(scope="session")

@@ -256,8 +256,12 @@ def config_show(path: str | None) -> None:
     """
     import yaml
 
+    from thrifty.store.db import redact
+
     settings = _settings(path)
     data = settings.model_dump(mode="json")
+    if data["store"]["database_url"]:  # postgresql://user:PASSWORD@host/db
+        data["store"]["database_url"] = redact(data["store"]["database_url"])
     for up in data.get("upstreams", []):
         env = up.get("api_key_env")
         up["api_key"] = ("set" if os.environ.get(env) else "unset") if env else "none"

@@ -180,10 +180,25 @@ class LimitsSettings(_Section):
 
 class StoreSettings(_Section):
     database_url: str | None = Field(
-        None, description="Request log database; default: SQLite at $THRIFTY_HOME/thrifty.db."
+        None,
+        description="Database of the request log, keys and audit log: sqlite:///PATH or "
+        "postgresql://USER:PASSWORD@HOST:PORT/DB (also $THRIFTY_DATABASE_URL); default: SQLite "
+        "at $THRIFTY_HOME/thrifty.db.",
     )
     batch_size: int = Field(256, description="Rows written per batch by the request-log writer.")
     flush_interval_s: float = Field(0.25, description="Longest a row waits before it is written.")
+    max_buffered_rows: int = Field(
+        100_000,
+        description="Rows each log writer keeps while the database is unreachable; rows beyond "
+        "are dropped and counted (thrifty_store_dropped_rows_total).",
+        ge=1,
+    )
+    spool: bool = Field(
+        True,
+        description="Write each request-log row to $THRIFTY_HOME/spool before the answer leaves, "
+        "so a process killed before its batch is written loses none: the next process started "
+        "in this home writes them.",
+    )
 
 
 class Range(_Section):
@@ -568,7 +583,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources = [init_settings, env_settings, _DatabaseUrlEnv(settings_cls)]
         path = config_path()
         if path is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
@@ -577,6 +592,21 @@ class Settings(BaseSettings):
     @property
     def database_url(self) -> str:
         return self.store.database_url or f"sqlite:///{self.home / 'thrifty.db'}"
+
+
+class _DatabaseUrlEnv(PydanticBaseSettingsSource):
+    """``THRIFTY_DATABASE_URL``: the short name of ``store.database_url``.
+
+    It ranks with the environment: ``THRIFTY_STORE__DATABASE_URL`` (and a keyword argument) win
+    over it; it wins over the YAML file.
+    """
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        url = os.environ.get("THRIFTY_DATABASE_URL")
+        return {"store": {"database_url": url}} if url else {}
 
 
 _EXPLICIT_PATH: ContextVar[Path | None] = ContextVar("thrifty_config_path", default=None)

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from support import database_url, query
 from thrifty.api.app import build_app
 from thrifty.config import Settings
 
@@ -100,14 +101,14 @@ def test_completions_validate_too(app: Any) -> None:
 
 
 def test_every_refusal_is_in_the_request_log(app: Any, tmp_path: Path) -> None:
-    import sqlite3
-
     call(app, "POST", CHAT, json={"messages": []})
     call(app, "POST", CHAT, json={"model": "gpt-9", "messages": HI})
-    rows = sqlite3.connect(tmp_path / "thrifty.db").execute(
-        "SELECT model, status, error_code FROM requests ORDER BY ts"
-    )
-    assert list(rows) == [("", 400, None), ("gpt-9", 404, "model_not_found")]
+    sql = "SELECT model, status, error_code FROM requests ORDER BY ts"
+    rows = query(database_url(tmp_path), sql)
+    assert [tuple(row.values()) for row in rows] == [
+        ("", 400, None),
+        ("gpt-9", 404, "model_not_found"),
+    ]
 
 
 def test_openapi_document(app: Any) -> None:

@@ -3,7 +3,6 @@ inserted row; `thrifty audit tail` shows the newest."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from support import database_url, free_port, query
 from thrifty.cli import main
 from thrifty.gateway.context import RequestContext
 from thrifty.store.audit import (
@@ -18,10 +18,10 @@ from thrifty.store.audit import (
     AuditEvent,
     AuditLog,
     append,
-    immediate,
     row_hash,
     verify,
 )
+from thrifty.store.db import Connection, IntegrityError, connect
 from thrifty.store.keys import KeySpec, KeyStore
 from thrifty.store.migrations import migrate
 
@@ -37,13 +37,13 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture()
-def db(home: Path) -> Iterator[sqlite3.Connection]:
+def db(home: Path) -> Iterator[Connection]:
     """A database whose audit log holds ROWS rows: requests and a key change."""
-    conn = sqlite3.connect(home / "thrifty.db", isolation_level=None)
+    conn = connect(database_url(home))
     migrate(conn)
-    with immediate(conn):
+    with conn.transaction("exclusive"):
         append(conn, [_request(i) for i in range(1, ROWS)])
-    with KeyStore(f"sqlite:///{home / 'thrifty.db'}") as store:
+    with KeyStore(database_url(home)) as store:
         store.create(KeySpec("acme", "user"), "cli:test")
     yield conn
     conn.close()
@@ -70,14 +70,15 @@ def audit(*args: str) -> Result:
     return CliRunner().invoke(main, ["audit", *args])
 
 
-def tamper(conn: sqlite3.Connection, sql: str, *params: object) -> None:
+def tamper(conn: Connection, sql: str, *params: object) -> None:
     """What someone with write access does: get the triggers out of the way, then write."""
-    conn.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
-    conn.execute("DROP TRIGGER IF EXISTS audit_log_no_delete")
+    table = "" if conn.dialect.name == "sqlite" else " ON audit_log"
+    conn.execute(f"DROP TRIGGER IF EXISTS audit_log_no_update{table}")
+    conn.execute(f"DROP TRIGGER IF EXISTS audit_log_no_delete{table}")
     conn.execute(sql, params)
 
 
-def test_an_intact_chain_verifies(db: sqlite3.Connection) -> None:
+def test_an_intact_chain_verifies(db: Connection) -> None:
     result = audit("verify")
     assert result.exit_code == 0, result.output
     head = db.execute("SELECT hash FROM audit_log ORDER BY seq DESC").fetchone()[0]
@@ -86,14 +87,14 @@ def test_an_intact_chain_verifies(db: sqlite3.Connection) -> None:
     assert first == GENESIS
 
 
-def test_the_table_refuses_updates_and_deletes(db: sqlite3.Connection) -> None:
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+def test_the_table_refuses_updates_and_deletes(db: Connection) -> None:
+    with pytest.raises(IntegrityError, match="append-only"):
         db.execute("UPDATE audit_log SET status = 500 WHERE seq = 2")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    with pytest.raises(IntegrityError, match="append-only"):
         db.execute("DELETE FROM audit_log WHERE seq = 2")
 
 
-def test_an_edited_row_is_named(db: sqlite3.Connection) -> None:
+def test_an_edited_row_is_named(db: Connection) -> None:
     tamper(db, "UPDATE audit_log SET cost_nanos = 0 WHERE seq = 3")
     result = audit("verify")
     assert result.exit_code == 1
@@ -101,10 +102,9 @@ def test_an_edited_row_is_named(db: sqlite3.Connection) -> None:
 
 
 def test_an_edited_row_with_a_recomputed_hash_breaks_the_next_link(
-    db: sqlite3.Connection,
+    db: Connection,
 ) -> None:
     tamper(db, "UPDATE audit_log SET tenant = 'someone-else' WHERE seq = 3")
-    db.row_factory = sqlite3.Row
     row = dict(db.execute("SELECT * FROM audit_log WHERE seq = 3").fetchone())
     tamper(db, "UPDATE audit_log SET hash = ? WHERE seq = 3", row_hash(row))
     result = audit("verify")
@@ -112,20 +112,20 @@ def test_an_edited_row_with_a_recomputed_hash_breaks_the_next_link(
     assert "audit log broken at row 4:" in result.output and "link" in result.output
 
 
-def test_a_deleted_row_is_named(db: sqlite3.Connection) -> None:
+def test_a_deleted_row_is_named(db: Connection) -> None:
     tamper(db, "DELETE FROM audit_log WHERE seq = 3")
     result = audit("verify")
     assert result.exit_code == 1
     assert "audit log broken at row 4: row 3 before it is missing (deleted)" in result.output
 
 
-def test_a_deleted_first_row_is_named(db: sqlite3.Connection) -> None:
+def test_a_deleted_first_row_is_named(db: Connection) -> None:
     tamper(db, "DELETE FROM audit_log WHERE seq = 1")
     result = audit("verify")
     assert result.exit_code == 1 and "row 1 before it is missing" in result.output
 
 
-def test_an_inserted_row_is_named(db: sqlite3.Connection) -> None:
+def test_an_inserted_row_is_named(db: Connection) -> None:
     fake = {
         "seq": ROWS + 1,
         "ts": 1_800_000_000.0,
@@ -155,8 +155,7 @@ def test_an_inserted_row_is_named(db: sqlite3.Connection) -> None:
     assert "inserted" in result.output
 
 
-def test_a_row_slipped_in_before_the_first_is_named(db: sqlite3.Connection) -> None:
-    db.row_factory = sqlite3.Row
+def test_a_row_slipped_in_before_the_first_is_named(db: Connection) -> None:
     first = dict(db.execute("SELECT * FROM audit_log WHERE seq = 1").fetchone())
     forged = {**first, "seq": 0, "request_id": "req-forged"}
     forged["hash"] = row_hash(forged)
@@ -169,7 +168,7 @@ def test_a_row_slipped_in_before_the_first_is_named(db: sqlite3.Connection) -> N
     assert "audit log broken at row 0: out of sequence (expected 1): inserted" in result.output
 
 
-def test_tail_shows_the_newest_rows(db: sqlite3.Connection) -> None:
+def test_tail_shows_the_newest_rows(db: Connection) -> None:
     result = audit("tail", "-n", "2")
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
@@ -181,14 +180,26 @@ def test_tail_shows_the_newest_rows(db: sqlite3.Connection) -> None:
     assert '"action":"key.create"' in as_json.output and '"hash":' in as_json.output
 
 
-def test_verify_without_a_database_says_so(home: Path) -> None:
+def test_verify_without_a_database_says_so(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("THRIFTY_DATABASE_URL", f"sqlite:///{home / 'none.db'}")
     result = audit("verify")
     assert result.exit_code == 1 and "no database" in result.output
+    assert not (home / "none.db").exists()
+
+
+def test_verify_against_an_unreachable_server_keeps_the_password_out(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"postgresql://thrifty:hunter2@127.0.0.1:{free_port()}/thrifty"
+    monkeypatch.setenv("THRIFTY_DATABASE_URL", url)
+    result = audit("verify")
+    assert result.exit_code == 1 and "hunter2" not in result.output
+    assert "postgresql://thrifty:***@127.0.0.1" in result.output
 
 
 def test_the_writer_and_another_process_extend_one_chain(home: Path) -> None:
     """The gateway's writer thread and the CLI (another connection) append concurrently."""
-    url = f"sqlite:///{home / 'thrifty.db'}"
+    url = database_url(home)
     writer = AuditLog(url, flush_interval_s=0.01, batch_size=7)
     writer.open()
 
@@ -206,10 +217,10 @@ def test_the_writer_and_another_process_extend_one_chain(home: Path) -> None:
     other.join()
     assert writer.flush()
     writer.close()
-    conn = sqlite3.connect(home / "thrifty.db")
-    verdict = verify(conn)
+    with connect(url) as conn:
+        verdict = verify(conn)
     assert verdict.ok and verdict.rows == 220
-    statuses = conn.execute(
-        "SELECT count(*) FROM audit_log WHERE action = 'request' AND status = 429"
-    ).fetchone()[0]
-    assert statuses == 67
+    statuses = query(
+        url, "SELECT count(*) AS n FROM audit_log WHERE action = 'request' AND status = 429"
+    )
+    assert statuses == [{"n": 67}]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -21,11 +20,13 @@ import pytest
 from click.testing import CliRunner
 
 from fakes.upstream import FakeUpstream, start_upstream
+from support import dump, query
 from thrifty.api.app import build_app
 from thrifty.api.auth import ExposureError
 from thrifty.cli import main
 from thrifty.config import Settings
 from thrifty.store.audit import verify
+from thrifty.store.db import connect
 from thrifty.store.keys import KeySpec, KeyStore, new_secret
 
 CHAT = "/v1/chat/completions"
@@ -103,11 +104,7 @@ def chat(model: str = "deepseek-chat", **extra: Any) -> dict[str, Any]:
 
 
 def rows(settings: Settings, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(settings.home / "thrifty.db")
-    try:
-        return list(conn.execute(sql, params))
-    finally:
-        conn.close()
+    return [tuple(row.values()) for row in query(settings.database_url, sql, params)]
 
 
 # -- 401 --------------------------------------------------------------------------------------
@@ -477,23 +474,22 @@ def test_a_secret_never_appears_in_logs_request_log_errors_or_metrics(
     user = serve(settings, steps)
     statuses = [int(s.split()[0]) for s in seen]
     assert {200, 400, 401, 403, 404, 502} <= set(statuses), statuses
-    db = settings.home / "thrifty.db"
-    conn = sqlite3.connect(db)
-    dump = "\n".join(conn.iterdump())
-    assert verify(conn).ok
-    conn.close()
+    with connect(settings.database_url) as conn:
+        assert verify(conn).ok
+    stored = dump(settings.database_url)
+    # SQLite: the files too, free pages and WAL included
     raw = b"".join(p.read_bytes() for p in settings.home.glob("thrifty.db*"))
     for secret in (user, admin, viewer, expired, wrong):
         for where, text in (
             ("the logs", caplog.text),
             ("a response", "\n".join(seen)),
-            ("the database", dump),
+            ("the database", stored),
         ):
             assert secret not in text, f"a secret is in {where}"
             assert secret[3:] not in text, f"part of a secret is in {where}"
         assert secret.encode() not in raw
-    assert prompt not in dump  # the audit log and the request log keep no prompts
-    assert "api_keys" in dump and "audit_log" in dump
+    assert prompt not in stored  # the audit log and the request log keep no prompts
+    assert "api_keys" in stored and "audit_log" in stored
 
 
 def test_usage_is_scoped_to_the_callers_tenant(settings: Settings) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 from starlette.datastructures import Headers
 
+from support import database_url, dump, query
 from thrifty.api.auth import Authenticator, ExposureError, exposure_problem, presented_secret
 from thrifty.config import AuthSettings
 from thrifty.errors import AuthenticationError
@@ -25,7 +25,7 @@ from thrifty.store.keys import (
 
 @pytest.fixture()
 def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'thrifty.db'}"
+    return database_url(tmp_path)
 
 
 @pytest.fixture()
@@ -48,13 +48,11 @@ def test_secrets_look_like_openai_keys_and_are_unique() -> None:
 def test_only_the_hash_is_stored(store: KeyStore, url: str) -> None:
     record, secret = store.create(KeySpec("acme", "user"), "test")
     assert record.id.startswith("key_")
-    raw = Path(url.removeprefix("sqlite:///")).read_bytes()
-    wal = Path(url.removeprefix("sqlite:///") + "-wal")
-    raw += wal.read_bytes() if wal.exists() else b""
-    assert secret.encode() not in raw
-    conn = sqlite3.connect(url.removeprefix("sqlite:///"))
-    (stored,) = conn.execute("SELECT secret_hash FROM api_keys").fetchone()
-    assert stored == hash_secret(secret)
+    assert secret not in dump(url)
+    if url.startswith("sqlite:///"):  # nor in the file's free pages or its WAL
+        files = Path(url.removeprefix("sqlite:///")).parent.glob("thrifty.db*")
+        assert secret.encode() not in b"".join(p.read_bytes() for p in files)
+    assert query(url, "SELECT secret_hash FROM api_keys") == [{"secret_hash": hash_secret(secret)}]
     assert "secret" not in record.public() and "secret_hash" not in record.public()
     assert secret not in repr(record)
 
@@ -76,7 +74,7 @@ def test_spec_validation_and_parsing() -> None:
         parse_expires("soon")
 
 
-def test_create_list_revoke_bump_the_version_and_audit(store: KeyStore) -> None:
+def test_create_list_revoke_bump_the_version_and_audit(store: KeyStore, url: str) -> None:
     assert store.version() == 0 and store.count() == 0
     record, _ = store.create(KeySpec("acme", "admin", models=("local",), rpm=60), "cli:me")
     assert store.version() == 1
@@ -88,9 +86,7 @@ def test_create_list_revoke_bump_the_version_and_audit(store: KeyStore) -> None:
     assert store.revoke(record.id, "cli:me") == revoked  # again: no change, no new version
     assert store.version() == 2
     assert store.revoke("key_nope", "cli:me") is None
-    actions = [
-        row[0] for row in store.conn.execute("SELECT action, actor FROM audit_log ORDER BY seq")
-    ]
+    actions = [row["action"] for row in query(url, "SELECT action FROM audit_log ORDER BY seq")]
     assert actions == ["key.create", "key.revoke"]
 
 

@@ -27,9 +27,13 @@ COUNTERS = {
     "thrifty_tokens_total",
     "thrifty_cost_usd_total",
     "thrifty_baseline_cost_usd_total",
-    "thrifty_request_log_dropped_total",
+    "thrifty_store_dropped_rows_total",
 }
-GAUGES = {"thrifty_local_queue_depth", "thrifty_upstream_breaker_state"}
+GAUGES = {
+    "thrifty_local_queue_depth",
+    "thrifty_upstream_breaker_state",
+    "thrifty_store_buffered_rows",
+}
 HISTOGRAMS = {"thrifty_request_duration_seconds", "thrifty_ttft_seconds"}
 EXPORTED = (
     COUNTERS
@@ -42,6 +46,7 @@ REQUIRED_ALERTS = {
     "ThriftyHighErrorRate",
     "ThriftyUpstreamBreakerOpen",
     "ThriftyRequestLogDropping",
+    "ThriftyStoreUnreachable",
     "ThriftyLocalQueueSaturated",
 }
 
@@ -100,7 +105,8 @@ HEALTHY = [  # 60 requests a minute on two routes, fast, cheap, nothing broken
     ('thrifty_baseline_cost_usd_total{route="local",model="auto"}', "0+0.06x120"),
     ('thrifty_upstream_breaker_state{upstream="deepseek"}', "0x120"),
     ("thrifty_local_queue_depth", "2x120"),
-    ("thrifty_request_log_dropped_total", "0x120"),
+    ('thrifty_store_dropped_rows_total{writer="request-log"}', "0x120"),
+    ('thrifty_store_buffered_rows{writer="request-log"}', "0 3 0 0 12 0x115"),  # written soon
 ]
 
 # name → (series added to or replacing HEALTHY's, minutes to evaluate at, alerts expected)
@@ -159,9 +165,14 @@ SCENARIOS: dict[str, tuple[list[tuple[str, str]], int, list[str]]] = {
         ['alertname="ThriftyUpstreamBreakerOpen",severity="critical",upstream="deepseek"'],
     ),
     "log_dropping": (
-        [("thrifty_request_log_dropped_total", "0 0 0 3 7 7 7 7")],
+        [('thrifty_store_dropped_rows_total{writer="request-log"}', "0 0 0 3 7 7 7 7")],
         5,
-        ['alertname="ThriftyRequestLogDropping",severity="critical"'],
+        ['alertname="ThriftyRequestLogDropping",severity="critical",writer="request-log"'],
+    ),
+    "store_unreachable": (  # rows have waited 7 minutes: the database is away
+        [('thrifty_store_buffered_rows{writer="audit-log"}', "0 0 5 40 90 150 200 260 330 400")],
+        9,
+        ['alertname="ThriftyStoreUnreachable",severity="warning",writer="audit-log"'],
     ),
     "queue_saturated": (
         [("thrifty_local_queue_depth", "2 2 16x118")],

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from fakes.upstream import FakeUpstream, start_upstream
+from support import query
 from thrifty.api.app import build_app
 from thrifty.config import Settings
 from thrifty.store.ab import load_ab_report
@@ -79,11 +79,7 @@ def chat(user: str | None = None, model: str = "chat-ab") -> dict[str, Any]:
 
 
 def rows(settings: Settings, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(settings.home / "thrifty.db")
-    try:
-        return list(conn.execute(sql, params))
-    finally:
-        conn.close()
+    return [tuple(row.values()) for row in query(settings.database_url, sql, params)]
 
 
 def test_requests_get_a_sticky_variant_header_and_log_row(settings: Settings) -> None:

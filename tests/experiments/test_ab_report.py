@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import sqlite3
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from support import database_url
 from thrifty.cli import main
 from thrifty.stats import Sample, welch_t, wilson_interval
 from thrifty.store.ab import Feedback, ab_report, add_feedback
+from thrifty.store.db import connect
 from thrifty.store.migrations import migrate
 from thrifty.store.reports import nearest_rank
 from thrifty.store.request_log import COLUMNS
@@ -44,10 +45,10 @@ def request_row(
 
 
 @pytest.fixture()
-def logged(tmp_path: Path) -> tuple[Path, dict[str, list[tuple[Any, ...]]]]:
+def logged(tmp_path: Path) -> tuple[str, dict[str, list[tuple[Any, ...]]]]:
     """A request log with 200 requests of chat-ab, others' rows, and feedback on some."""
-    path = tmp_path / "thrifty.db"
-    conn = sqlite3.connect(path)
+    path = database_url(tmp_path)
+    conn = connect(path)
     migrate(conn)
     rng = random.Random(7)
     by_variant: dict[str, list[tuple[Any, ...]]] = {"control": [], "lora": [], "cloud": []}
@@ -65,7 +66,7 @@ def logged(tmp_path: Path) -> tuple[Path, dict[str, list[tuple[Any, ...]]]]:
     too_old[COLUMNS.index("ts")] = NOW - 30 * 86400
     rows.append(tuple(too_old))
     placeholders = ", ".join("?" * len(COLUMNS))
-    with conn:
+    with conn.transaction():
         conn.executemany(f"INSERT INTO requests VALUES ({placeholders})", rows)
     for i in range(0, 200, 3):
         first = Feedback(f"req-{i}", score=float(i % 5), thumbs=i % 2 == 0, converted=i % 4 == 0)
@@ -77,9 +78,9 @@ def logged(tmp_path: Path) -> tuple[Path, dict[str, list[tuple[Any, ...]]]]:
     return path, by_variant
 
 
-def by_hand(path: Path, rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+def by_hand(path: str, rows: list[tuple[Any, ...]]) -> dict[str, Any]:
     ids = [r[0] for r in rows]
-    conn = sqlite3.connect(path)
+    conn = connect(path)
     latest: dict[str, dict[str, Any]] = {}
     for request_id, score, thumbs, converted in conn.execute(
         "SELECT request_id, score, thumbs, converted FROM feedback ORDER BY id"
@@ -114,10 +115,10 @@ def by_hand(path: Path, rows: list[tuple[Any, ...]]) -> dict[str, Any]:
 
 
 def test_report_numbers_equal_the_request_log(
-    logged: tuple[Path, dict[str, list[tuple[Any, ...]]]],
+    logged: tuple[str, dict[str, list[tuple[Any, ...]]]],
 ) -> None:
     path, by_variant = logged
-    conn = sqlite3.connect(path)
+    conn = connect(path)
     configured = {name: (v["model"], v["weight"]) for name, v in CONFIG.items()}
     report = ab_report(conn, "chat-ab", NOW - 86400, None, configured)
     conn.close()
@@ -146,7 +147,7 @@ def test_report_numbers_equal_the_request_log(
 
 
 def test_cli_table_and_json(
-    logged: tuple[Path, dict[str, list[tuple[Any, ...]]]],
+    logged: tuple[str, dict[str, list[tuple[Any, ...]]]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from fakes.backends import IdleUpstream
+from support import database_url
 from thrifty.api.app import build_app
 from thrifty.backends import Registry, Reply, StreamStats, Target
 from thrifty.config import Settings
@@ -125,7 +126,7 @@ def streamed_text(response: httpx.Response) -> str:
 
 
 def reviews(home: Path) -> list[dict[str, Any]]:
-    store = ReviewStore(f"sqlite:///{home / 'thrifty.db'}")
+    store = ReviewStore(database_url(home))
     try:
         return store.list(verdict=None)
     finally:

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from support import database_url
 from thrifty.cli import main
 from thrifty.config import ModerationSettings
 from thrifty.errors import ContentPolicyViolation
@@ -66,7 +67,7 @@ def test_sampling_can_cover_blocks_and_be_turned_off(lists: list[Path]) -> None:
 
 
 def test_queue_writes_off_the_event_loop(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'thrifty.db'}"
+    url = database_url(tmp_path)
     queue = ReviewQueue(url)
     queue.open()
     queue.add(ReviewItem("req-1", "acme", None, "local", "input", "flag", "watch", "text"))
@@ -81,7 +82,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("THRIFTY_CONFIG", raising=False)
     monkeypatch.setenv("THRIFTY_HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    store = ReviewStore(f"sqlite:///{tmp_path / 'thrifty.db'}")
+    store = ReviewStore(database_url(tmp_path))
     store.add(
         [
             ReviewItem(

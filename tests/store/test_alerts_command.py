@@ -11,19 +11,20 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from support import database_url
 from thrifty.cli import main
 from thrifty.commands.alerts import CHECKS, DEFAULTS, Thresholds, Window, alerts, evaluate
+from thrifty.store.db import connect
 from thrifty.store.migrations import migrate
 from thrifty.store.reports import usage_report
 from thrifty.store.request_log import COLUMNS
-from thrifty.store.sqlite import connect
 
 RULES = Path(__file__).parents[2] / "deploy" / "prometheus" / "rules.yaml"
 
 
 def write_log(home: Path, rows: list[tuple[str, int, float, int | None]], at: float) -> None:
     """(route, status, latency ms, cost nanos) rows at time ``at``, inserted as the writer does."""
-    conn = connect(f"sqlite:///{home / 'thrifty.db'}")
+    conn = connect(database_url(home))
     migrate(conn)
     sql = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
     values = []
@@ -34,7 +35,7 @@ def write_log(home: Path, rows: list[tuple[str, int, float, int | None]], at: fl
         row |= {"prompt_tokens": 10, "completion_tokens": 10, "latency_ms": latency_ms}
         row |= {"cost_nanos": cost, "baseline_nanos": 1_000_000}
         values.append(tuple(row[c] for c in COLUMNS))
-    with conn:
+    with conn.transaction():
         conn.executemany(sql, values)
     conn.close()
 
@@ -147,7 +148,7 @@ def test_defaults_match_the_prometheus_rules() -> None:
 def test_checks_are_pluggable(home: Path) -> None:
     """A new check is a function over the window; `evaluate` runs what it is given."""
     write_log(home, HEALTHY, 1000.0)
-    conn = connect(f"sqlite:///{home / 'thrifty.db'}")
+    conn = connect(database_url(home))
     window = Window(0, 2000, usage_report(conn, 0, 2000, "route"))
     conn.close()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -10,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from support import database_url
 from thrifty.gateway.context import RequestContext
+from thrifty.store.db import Connection, connect
 from thrifty.store.migrations import migrate
 from thrifty.store.reports import (
     auto_bucket,
@@ -24,7 +25,6 @@ from thrifty.store.reports import (
     usage_report,
 )
 from thrifty.store.request_log import COLUMNS, RequestLog
-from thrifty.store.sqlite import connect
 
 DAY = 1_748_736_000.0  # 2025-06-01T00:00:00Z
 H = 3600.0
@@ -81,25 +81,25 @@ OUTSIDE = [  # just before the window, and exactly at its (exclusive) end
 ]
 
 
-def insert(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
+def insert(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert the way the request log's writer does: every column, in `COLUMNS` order."""
     sql = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
     defaults = {"key_id": None, "upstream_model": None, "cached_tokens": 0, "ttft_ms": None}
     defaults |= {"error_code": None, "pii": "", "cache": "", "variant": None}
-    with conn:
+    with conn.transaction():
         conn.executemany(sql, [tuple({**defaults, **r}[c] for c in COLUMNS) for r in rows])
 
 
 @pytest.fixture()
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    db = connect(f"sqlite:///{tmp_path / 'thrifty.db'}")
+def conn(tmp_path: Path) -> Iterator[Connection]:
+    db = connect(database_url(tmp_path))
     migrate(db)
     insert(db, ROWS + OUTSIDE)
     yield db
     db.close()
 
 
-def test_totals_equal_hand_sums(conn: sqlite3.Connection) -> None:
+def test_totals_equal_hand_sums(conn: Connection) -> None:
     total = usage_report(conn, DAY, UNTIL).total
     assert total.requests == 9
     assert total.errors == 2  # the 502 and the 400
@@ -118,12 +118,12 @@ def test_totals_equal_hand_sums(conn: sqlite3.Connection) -> None:
     assert total.latency_mean_ms == pytest.approx(3706.5 / 9)
 
 
-def test_no_grouping_has_only_the_total(conn: sqlite3.Connection) -> None:
+def test_no_grouping_has_only_the_total(conn: Connection) -> None:
     report = usage_report(conn, DAY, UNTIL)
     assert report.rows == [] and report.by is None and not report.empty
 
 
-def test_by_route(conn: sqlite3.Connection) -> None:
+def test_by_route(conn: Connection) -> None:
     rows = {row.key: row for row in usage_report(conn, DAY, UNTIL, "route").rows}
     assert list(rows) == ["deepseek-chat", "local", "cache", ""]  # most requests first
     cache, local, cloud, refused = rows["cache"], rows["local"], rows["deepseek-chat"], rows[""]
@@ -144,7 +144,7 @@ def test_by_route(conn: sqlite3.Connection) -> None:
         assert sum(getattr(row, name) for row in rows.values()) == getattr(total, name)
 
 
-def test_by_model_tenant_and_day(conn: sqlite3.Connection) -> None:
+def test_by_model_tenant_and_day(conn: Connection) -> None:
     def counts(by: Any) -> dict[str, int]:
         return {row.key: row.requests for row in usage_report(conn, DAY, UNTIL, by).rows}
 
@@ -155,7 +155,7 @@ def test_by_model_tenant_and_day(conn: sqlite3.Connection) -> None:
     assert days[1].cost_nanos == 1_640_000 and days[1].baseline_nanos == 2_540_000
 
 
-def test_window_is_since_inclusive_until_exclusive(conn: sqlite3.Connection) -> None:
+def test_window_is_since_inclusive_until_exclusive(conn: Connection) -> None:
     assert usage_report(conn, DAY - 1, UNTIL + 1).total.requests == 11
     assert usage_report(conn, DAY, None).total.requests == 10  # no end: the row at UNTIL too
     assert usage_report(conn, DAY + H, DAY + 2 * H).total.requests == 1
@@ -164,24 +164,21 @@ def test_window_is_since_inclusive_until_exclusive(conn: sqlite3.Connection) -> 
     assert empty.total.cache_hit_rate is None
 
 
-def test_bad_grouping_is_a_value_error(conn: sqlite3.Connection) -> None:
+def test_bad_grouping_is_a_value_error(conn: Connection) -> None:
     with pytest.raises(ValueError, match="cannot group by 'color'"):
         usage_report(conn, DAY, UNTIL, "color")  # type: ignore[arg-type]
 
 
 def test_sums_stay_exact_beyond_float_precision(tmp_path: Path) -> None:
-    db = connect(f"sqlite:///{tmp_path / 'big.db'}")
+    db = connect(database_url(tmp_path))
     migrate(db)
     big = 2**53 + 1  # a float cannot hold it: float(big) == 2**53
     insert(db, [log_row("x", "x", "t", 200, 1, 1, 1.0, big, big + 3, DAY + i) for i in range(3)])
     total = usage_report(db, DAY, UNTIL).total
     db.close()
     assert total.cost_nanos == 3 * big and total.saved_nanos == 9
-    assert report_dict(usage_report_of(tmp_path / "big.db"))["total"]["cost_nanos"] == 3 * big
-
-
-def usage_report_of(path: Path) -> Any:
-    return load_usage(f"sqlite:///{path}", DAY, UNTIL)
+    stored = load_usage(database_url(tmp_path), DAY, UNTIL)
+    assert report_dict(stored)["total"]["cost_nanos"] == 3 * big
 
 
 @pytest.mark.parametrize(
@@ -231,7 +228,7 @@ def test_parse_duration() -> None:
         parse_duration("1h30m")
 
 
-def test_timeseries_by_day_and_hour(conn: sqlite3.Connection) -> None:
+def test_timeseries_by_day_and_hour(conn: Connection) -> None:
     days = timeseries(conn, DAY, 86400, UNTIL)
     assert [b.start for b in days] == [DAY, DAY + 86400]
     assert days[0].requests == {"cache": 2, "local": 3, "deepseek-chat": 1, "": 1}
@@ -247,7 +244,7 @@ def test_timeseries_by_day_and_hour(conn: sqlite3.Connection) -> None:
         timeseries(conn, DAY, 0)
 
 
-def test_time_span_and_auto_bucket(conn: sqlite3.Connection) -> None:
+def test_time_span_and_auto_bucket(conn: Connection) -> None:
     assert time_span(conn, DAY, UNTIL) == (DAY + H, DAY + 86400 + 2 * H)
     assert time_span(conn, UNTIL + 1) is None
     assert auto_bucket(30 * 60) == 60
@@ -258,7 +255,7 @@ def test_time_span_and_auto_bucket(conn: sqlite3.Connection) -> None:
     assert auto_bucket(3650 * 86400) == 7 * 86400
 
 
-def test_report_dict_money_is_strings_and_nanos(conn: sqlite3.Connection) -> None:
+def test_report_dict_money_is_strings_and_nanos(conn: Connection) -> None:
     data = report_dict(usage_report(conn, DAY, UNTIL, "route"))
     assert data["since"] == "2025-06-01T00:00:00Z" and data["until"] == "2025-06-03T00:00:00Z"
     assert data["by"] == "route" and data["currency"] == "USD"
@@ -273,15 +270,15 @@ def test_report_dict_money_is_strings_and_nanos(conn: sqlite3.Connection) -> Non
 
 
 def test_missing_database_is_an_empty_report(tmp_path: Path) -> None:
-    report = load_usage(f"sqlite:///{tmp_path / 'none.db'}", DAY, None, "route")
-    assert report.empty and not (tmp_path / "none.db").exists()
-    with pytest.raises(ValueError, match="unsupported database URL"):
-        load_usage("postgresql://db/thrifty", DAY)
+    report = load_usage(database_url(tmp_path), DAY, None, "route")
+    assert report.empty and not (tmp_path / "thrifty.db").exists()  # SQLite: no file made
+    with pytest.raises(ValueError, match=r"unsupported database URL 'mysql://u:\*\*\*@db/t'"):
+        load_usage("mysql://u:secret@db/t", DAY)
 
 
 def test_rows_from_the_real_writer_are_reported(tmp_path: Path) -> None:
     """The report reads what RequestLog writes (a refusal: status 400, cost 0, no baseline)."""
-    log = RequestLog(f"sqlite:///{tmp_path / 'thrifty.db'}", flush_interval_s=0.01)
+    log = RequestLog(database_url(tmp_path), flush_interval_s=0.01)
     log.open()
     try:
         for status in (400, 503):

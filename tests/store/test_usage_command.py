@@ -6,7 +6,6 @@ import asyncio
 import csv
 import io
 import json
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,14 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from support import database_url, query
 from thrifty.api.app import build_app
 from thrifty.cli import main
 from thrifty.commands.usage import usage
 from thrifty.config import Settings
+from thrifty.store.db import connect
 from thrifty.store.migrations import migrate
 from thrifty.store.request_log import COLUMNS
-from thrifty.store.sqlite import connect
 
 DAY = 1_748_736_000.0  # 2025-06-01T00:00:00Z
 H = 3600.0
@@ -40,7 +40,7 @@ ROWS = [
 
 def write_log(home: Path, rows: list[tuple[Any, ...]]) -> None:
     """Rows as the request log's writer inserts them (every column, in `COLUMNS` order)."""
-    conn = connect(f"sqlite:///{home / 'thrifty.db'}")
+    conn = connect(database_url(home))
     migrate(conn)
     sql = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
     values = []
@@ -51,7 +51,7 @@ def write_log(home: Path, rows: list[tuple[Any, ...]]) -> None:
         row |= {"prompt_tokens": prompt, "completion_tokens": completion, "latency_ms": ms}
         row |= {"cost_nanos": cost, "baseline_nanos": baseline}
         values.append(tuple(row[c] for c in COLUMNS))
-    with conn:
+    with conn.transaction():
         conn.executemany(sql, values)
     conn.close()
 
@@ -243,6 +243,4 @@ def test_api_bad_params_are_400(home: Path, query: str, param: str) -> None:
 def test_api_reports_are_not_logged_as_requests(home: Path) -> None:
     response = get(home, "/v1/usage?by=route")
     assert response.status_code == 200
-    conn = sqlite3.connect(home / "thrifty.db")
-    assert conn.execute("SELECT COUNT(*) FROM requests").fetchone() == (len(ROWS),)
-    conn.close()
+    assert query(database_url(home), "SELECT COUNT(*) AS n FROM requests") == [{"n": len(ROWS)}]

@@ -62,16 +62,22 @@ class Runtime:
         self.registry = registry or build_registry(settings)
         self.metrics = Metrics()
         self.prices = PriceBook.load(settings.prices)
+        store = settings.store
         self.request_log = RequestLog(
             settings.database_url,
-            batch_size=settings.store.batch_size,
-            flush_interval_s=settings.store.flush_interval_s,
-            on_drop=self.metrics.dropped.inc,
+            batch_size=store.batch_size,
+            flush_interval_s=store.flush_interval_s,
+            max_buffered=store.max_buffered_rows,
+            on_drop=self.metrics.store_dropped.labels(RequestLog.name).inc,
+            spool=settings.home / "spool" if store.spool else None,
         )
         self.keys = KeyStore(settings.database_url)
         self.auth = Authenticator(self.keys, settings.auth, settings.host)
         self.audit = AuditLog(
-            settings.database_url, flush_interval_s=settings.store.flush_interval_s
+            settings.database_url,
+            flush_interval_s=store.flush_interval_s,
+            max_buffered=store.max_buffered_rows,
+            on_drop=self.metrics.store_dropped.labels(AuditLog.name).inc,
         )
         self.breakers = {
             up.name: CircuitBreaker(up.breaker.failures, up.breaker.window_s, up.breaker.cooldown_s)
@@ -129,6 +135,8 @@ class Runtime:
             self.metrics.in_flight.set(local.in_flight)
         for name, breaker in self.breakers.items():
             self.metrics.breaker.labels(name).set(int(breaker.state))
+        for writer in (self.request_log, self.audit):
+            self.metrics.store_buffered.labels(writer.name).set(writer.buffered)
 
     async def start(self) -> None:
         self.settings.home.mkdir(parents=True, exist_ok=True)

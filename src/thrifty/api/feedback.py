@@ -28,7 +28,7 @@ from thrifty.api.openai import validation_error
 from thrifty.api.responses import json_response
 from thrifty.errors import InvalidRequest, NotFound, PayloadTooLarge, PermissionDenied
 from thrifty.store.ab import Feedback, add_feedback
-from thrifty.store.sqlite import connect
+from thrifty.store.db import connect
 
 if TYPE_CHECKING:
     from thrifty.api.app import Runtime

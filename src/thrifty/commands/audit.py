@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from thrifty.store.db import Connection
 
 CONFIG_HELP = "YAML config file (default: $THRIFTY_CONFIG, else ./thrifty.yaml if present)."
 
 
-def _connect(config: str | None) -> sqlite3.Connection:
+def _connect(config: str | None) -> Connection:
     """The store, read as it is: a missing database is an error, not a new empty one."""
     from thrifty.cli import _settings
+    from thrifty.store.db import DatabaseError, connect, redact
     from thrifty.store.migrations import migrate
-    from thrifty.store.sqlite import connect, sqlite_path
 
     url = _settings(config).database_url
-    if not sqlite_path(url).exists():
-        raise click.ClickException(f"no database at {sqlite_path(url)}")
-    conn = connect(url)
+    try:
+        conn = connect(url, create=False)
+    except DatabaseError as exc:  # NoDatabase, or a server that cannot be reached
+        raise click.ClickException(f"{exc} ({redact(url)})") from None
     migrate(conn)  # a database from before the audit log gets its (empty) table
     return conn
 

@@ -237,8 +237,8 @@ def write_png(
 
 
 def _plot(url: str, report: UsageReport, path: Path, currency: str, cny_per_usd: Decimal) -> None:
+    from thrifty.store.db import connect
     from thrifty.store.reports import auto_bucket, time_span, timeseries
-    from thrifty.store.sqlite import connect
 
     conn = connect(url)
     try:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from thrifty.store import db as store_db
 from thrifty.store.migrations import migrate
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -99,11 +100,10 @@ class ItemResult:
 
 def connect(path: Path) -> sqlite3.Connection:
     """Open (creating and migrating) the eval database."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with store_db.connect(f"sqlite:///{path}") as migrating:  # makes the file and its folder
+        migrate(migrating, MIGRATIONS)
     conn = sqlite3.connect(path, timeout=30)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    migrate(conn, MIGRATIONS)
     return conn
 
 

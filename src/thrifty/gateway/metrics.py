@@ -77,8 +77,18 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
-        self.dropped = Counter(
-            "thrifty_request_log_dropped", "Request-log rows that could not be written", registry=r
+        self.store_dropped = Counter(
+            "thrifty_store_dropped_rows",
+            "Rows a store writer lost: beyond its buffer while the database was away, or refused",
+            ["writer"],
+            registry=r,
+        )
+        self.store_buffered = Gauge(
+            "thrifty_store_buffered_rows",
+            "Rows a store writer accepted and has not written yet",
+            ["writer"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.retries = Counter(
             "thrifty_upstream_retries", "Retried upstream attempts", ["upstream"], registry=r

@@ -24,7 +24,6 @@ The statistics themselves live in `thrifty.stats`.
 from __future__ import annotations
 
 import math
-import sqlite3
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -39,8 +38,8 @@ from thrifty.stats import (
     welch_t,
     wilson_interval,
 )
+from thrifty.store.db import Connection, MissingTable, NoDatabase, connect
 from thrifty.store.reports import iso, nearest_rank
-from thrifty.store.sqlite import connect, sqlite_path
 
 # -- feedback -------------------------------------------------------------------------------------
 
@@ -55,7 +54,7 @@ class Feedback:
 
 
 def add_feedback(
-    conn: sqlite3.Connection,
+    conn: Connection,
     feedback: Feedback,
     tenant: str,
     key_id: str | None = None,
@@ -66,7 +65,7 @@ def add_feedback(
     def flag(value: bool | None) -> int | None:
         return None if value is None else int(value)
 
-    with conn:
+    with conn.transaction():
         found = conn.execute(
             "SELECT 1 FROM requests WHERE id = ? AND tenant = ?", (feedback.request_id, tenant)
         ).fetchone()
@@ -74,7 +73,7 @@ def add_feedback(
             return None
         cursor = conn.execute(
             "INSERT INTO feedback (request_id, ts, tenant, key_id, score, thumbs, converted, "
-            "comment) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "comment) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 feedback.request_id,
                 time.time() if ts is None else ts,
@@ -86,7 +85,7 @@ def add_feedback(
                 feedback.comment,
             ),
         )
-    return cursor.lastrowid
+        return int(cursor.fetchone()[0])
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -163,17 +162,14 @@ class _Arm:
     converted: dict[str, bool] = field(default_factory=dict)
 
 
-def _prefix_range(experiment: str) -> tuple[str, str]:
-    # every "NAME:…" sorts in ["NAME:", "NAME;"): ';' is the code point after ':'
-    return f"{experiment}:", f"{experiment};"
-
-
 def _where(
     experiment: str, since: float, until: float | None, tenant: str | None
 ) -> tuple[str, list[Any]]:
-    low, high = _prefix_range(experiment)
-    clauses = ["r.ts >= ?", "r.variant >= ?", "r.variant < ?"]
-    params: list[Any] = [since, low, high]
+    # a prefix test by substr, not a range on the text: PostgreSQL's collations may order
+    # punctuation such as ':' in ways that SQLite's byte order does not
+    prefix = f"{experiment}:"
+    clauses = ["r.ts >= ?", f"substr(r.variant, 1, {len(prefix)}) = ?"]
+    params: list[Any] = [since, prefix]
     if until is not None:
         clauses.append("r.ts < ?")
         params.append(until)
@@ -184,7 +180,7 @@ def _where(
 
 
 def ab_report(
-    conn: sqlite3.Connection,
+    conn: Connection,
     experiment: str,
     since: float,
     until: float | None = None,
@@ -335,17 +331,15 @@ def load_ab_report(
     configured: Mapping[str, tuple[str, float]] | None = None,
 ) -> ABReport:
     """`ab_report` over the log at ``url``; a log not yet created gives an empty report."""
-    if not sqlite_path(url).exists():
-        return _finish(experiment, since, until, {n: _Arm() for n in configured or {}}, {})
-    conn = connect(url)
     try:
-        return ab_report(conn, experiment, since, until, configured)
-    except sqlite3.OperationalError as exc:
-        if "no such table" not in str(exc):
-            raise
+        conn = connect(url, create=False)
+    except NoDatabase:
         return _finish(experiment, since, until, {n: _Arm() for n in configured or {}}, {})
-    finally:
-        conn.close()
+    with conn:
+        try:
+            return ab_report(conn, experiment, since, until, configured)
+        except MissingTable:
+            return _finish(experiment, since, until, {n: _Arm() for n in configured or {}}, {})
 
 
 # -- as data --------------------------------------------------------------------------------------

@@ -17,25 +17,24 @@ rows leaves no trace in it: keep the head that `thrifty audit verify` prints som
 Writers: `AuditLog.record` is a gateway finisher that queues one event per request; a writer
 thread appends them in batches, off the hot path. Admin actions are appended by `append` inside
 the very transaction that makes the change, so no key change goes unaudited. Every append runs
-in BEGIN IMMEDIATE and reads the head inside it: writers in several processes (a gateway and the
-CLI) extend one chain.
+in an exclusive transaction (`Connection.transaction("exclusive")`: BEGIN IMMEDIATE on SQLite,
+an advisory lock on PostgreSQL) and reads the head inside it: writers in several processes (a
+gateway and the CLI) extend one chain.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
 
 from thrifty.gateway.context import RequestContext
-from thrifty.store.batching import SQLiteWriter
-from thrifty.store.sqlite import connect
+from thrifty.store.batching import BatchWriter
+from thrifty.store.db import Connection, storable_text
 
 logger = logging.getLogger(__name__)
 
@@ -99,31 +98,24 @@ def row_hash(row: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-@contextlib.contextmanager
-def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """A write transaction that takes the lock at once (so the head read inside stays the head)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.rollback()
-        raise
-    conn.commit()
-
-
-def append(conn: sqlite3.Connection, events: Sequence[AuditEvent]) -> str:
-    """Chain `events` onto the log; call inside `immediate(conn)`. Returns the new head hash."""
+def append(conn: Connection, events: Sequence[AuditEvent]) -> str:
+    """Chain `events` onto the log; call inside `conn.transaction("exclusive")` (so the head read
+    here stays the head). Returns the new head hash."""
     head = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (head[0], head[1]) if head is not None else (0, GENESIS)
     rows = []
     for event in events:
         seq += 1
         row = {"seq": seq, **asdict(event), "prev_hash": prev}
-        # hash what SQLite will hand back: REAL and INTEGER columns coerce what they store
+        # hash what the database will hand back: REAL and INTEGER columns coerce what they store,
+        # and no backend keeps a NUL in text
         row["ts"] = float(row["ts"])
         for name in _INTEGERS:
             if row[name] is not None:
                 row[name] = int(row[name])
+        for name, value in row.items():
+            if isinstance(value, str):
+                row[name] = storable_text(value)
         prev = row_hash(row)
         rows.append((*(row[name] for name in _CHAINED), prev))
     conn.executemany(_INSERT, rows)
@@ -142,11 +134,10 @@ class Verdict:
         return self.bad_seq is None
 
 
-def verify(conn: sqlite3.Connection) -> Verdict:
+def verify(conn: Connection) -> Verdict:
     """Walk the chain from the first row; stop at the first row that does not hold."""
     expected_seq, prev, count = 1, GENESIS, 0
     cursor = conn.execute(f"SELECT {', '.join(_CHAINED)}, hash FROM audit_log ORDER BY seq")
-    cursor.row_factory = sqlite3.Row
     for found in cursor:
         row = dict(found)
         seq = row["seq"]
@@ -166,14 +157,18 @@ def verify(conn: sqlite3.Connection) -> Verdict:
     return Verdict(count, prev)
 
 
-def tail(conn: sqlite3.Connection, n: int) -> list[dict[str, Any]]:
+def tail(conn: Connection, n: int) -> list[dict[str, Any]]:
     cursor = conn.execute("SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?", (n,))
-    cursor.row_factory = sqlite3.Row
     return [dict(r) for r in reversed(cursor.fetchall())]
 
 
-class AuditLog(SQLiteWriter[AuditEvent]):
-    """The in-process writer: `record` (a finisher) and `add` queue; a thread appends batches."""
+class AuditLog(BatchWriter[AuditEvent]):
+    """The in-process writer: `record` (a finisher) and `add` queue; a thread appends batches.
+
+    A batch is retried after a lost connection. Were the connection lost while its COMMIT was
+    already done, the retry would chain those events a second time (with new `seq`s; the chain
+    still verifies): a rare double entry, where the request log keeps each row once by its id.
+    """
 
     name = "audit-log"
 
@@ -181,11 +176,6 @@ class AuditLog(SQLiteWriter[AuditEvent]):
         """Finisher: one audit row per request, queued (the hot path pays for a small object)."""
         self.add(request_event(ctx))
 
-    def connect(self) -> sqlite3.Connection:
-        conn = connect(self.url)
-        conn.isolation_level = None  # transactions are explicit: `immediate`
-        return conn
-
-    def write(self, conn: sqlite3.Connection, batch: Sequence[AuditEvent]) -> None:
-        with immediate(conn):
+    def write(self, conn: Connection, batch: Sequence[AuditEvent]) -> None:
+        with conn.transaction("exclusive"):
             append(conn, batch)

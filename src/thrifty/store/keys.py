@@ -13,14 +13,14 @@ audit row there too: a gateway learns that keys changed from one cheap read
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
-import sqlite3
 import string
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -30,9 +30,9 @@ import orjson
 
 from thrifty.costs.money import format_nanos, to_nanos
 from thrifty.gateway.context import KeyPolicy
-from thrifty.store.audit import AuditEvent, append, detail, immediate
+from thrifty.store.audit import AuditEvent, append, detail
+from thrifty.store.db import Connection, TransientError, connect
 from thrifty.store.migrations import migrate
-from thrifty.store.sqlite import connect
 
 Role = Literal["admin", "user", "viewer"]
 ROLES: tuple[Role, ...] = ("admin", "user", "viewer")
@@ -177,21 +177,28 @@ class KeySnapshot:
 
 
 class KeyStore:
-    """The `api_keys` table. One connection, used under a lock (the CLI, admin threads, reloads)."""
+    """The `api_keys` table. One connection, used under a lock (the CLI, admin threads, reloads).
+
+    A connection the database dropped (a PostgreSQL restart) is closed when the call that found
+    it out raises TransientError; the next call opens a new one, so a gateway's key watcher
+    recovers by itself once the database is back.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Connection | None = None
+        self._opened = False
         self._lock = threading.Lock()
 
     def open(self) -> KeyStore:
         conn = connect(self.url)
-        conn.isolation_level = None  # transactions are explicit
         migrate(conn)
         self._conn = conn
+        self._opened = True
         return self
 
     def close(self) -> None:
+        self._opened = False
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -202,18 +209,27 @@ class KeyStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @property
-    def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("key store is not open")
-        return self._conn
+    @contextlib.contextmanager
+    def _using(self) -> Iterator[Connection]:
+        """The connection, under the lock; reopened after one was lost."""
+        with self._lock:
+            if not self._opened:
+                raise RuntimeError("key store is not open")
+            if self._conn is None:
+                self._conn = connect(self.url)
+            try:
+                yield self._conn
+            except TransientError:
+                self._conn.close()
+                self._conn = None
+                raise
 
     def create(self, spec: KeySpec, actor: str) -> tuple[KeyRecord, str]:
         """Make a key; returns it and its secret (the only time the secret exists in clear)."""
         secret = new_secret()
         record = KeyRecord(new_key_id(), spec, time.time(), secret_hash=hash_secret(secret))
         s = spec
-        with self._lock, immediate(self.conn) as conn:
+        with self._using() as conn, conn.transaction("exclusive"):
             conn.execute(
                 "INSERT INTO api_keys (id, secret_hash, tenant, role, models, rpm, tpm, "
                 "daily_tokens, daily_usd_nanos, tags, created_at, expires_at, updated_at) "
@@ -239,7 +255,7 @@ class KeyStore:
 
     def revoke(self, key_id: str, actor: str) -> KeyRecord | None:
         """Revoke a key (None: no such key). Revoking a revoked key changes nothing."""
-        with self._lock, immediate(self.conn) as conn:
+        with self._using() as conn, conn.transaction("exclusive"):
             record = self._get(conn, key_id)
             if record is None or record.revoked_at is not None:
                 return record
@@ -253,34 +269,30 @@ class KeyStore:
         return record
 
     def get(self, key_id: str) -> KeyRecord | None:
-        with self._lock:
-            return self._get(self.conn, key_id)
+        with self._using() as conn:
+            return self._get(conn, key_id)
 
     def records(self) -> list[KeyRecord]:
-        with self._lock:
-            rows = self.conn.execute(
+        with self._using() as conn:
+            rows = conn.execute(
                 f"SELECT {_COLUMNS}, secret_hash FROM api_keys ORDER BY created_at, id"
             ).fetchall()
         return [_record(row) for row in rows]
 
     def count(self) -> int:
-        with self._lock:
-            return int(self.conn.execute("SELECT count(*) FROM api_keys").fetchone()[0])
+        with self._using() as conn:
+            return int(conn.execute("SELECT count(*) FROM api_keys").fetchone()[0])
 
     def version(self) -> int:
         """The change counter: one indexed read of a one-row table (the gateways poll it)."""
-        with self._lock:
-            return int(self.conn.execute("SELECT version FROM keys_version").fetchone()[0])
+        with self._using() as conn:
+            return int(conn.execute("SELECT version FROM keys_version").fetchone()[0])
 
     def snapshot(self) -> KeySnapshot:
-        with self._lock:
-            conn = self.conn
-            conn.execute("BEGIN")  # one read transaction: the version matches the rows
-            try:
-                version = int(conn.execute("SELECT version FROM keys_version").fetchone()[0])
-                rows = conn.execute(f"SELECT {_COLUMNS}, secret_hash FROM api_keys").fetchall()
-            finally:
-                conn.execute("COMMIT")
+        # one snapshot: the version matches the rows
+        with self._using() as conn, conn.transaction("snapshot"):
+            version = int(conn.execute("SELECT version FROM keys_version").fetchone()[0])
+            rows = conn.execute(f"SELECT {_COLUMNS}, secret_hash FROM api_keys").fetchall()
         active: dict[str, KeyPolicy] = {}
         revoked: set[str] = set()
         for row in rows:
@@ -291,13 +303,13 @@ class KeyStore:
                 active[record.secret_hash] = record.policy()
         return KeySnapshot(version, active, frozenset(revoked), len(rows))
 
-    def _get(self, conn: sqlite3.Connection, key_id: str) -> KeyRecord | None:
+    def _get(self, conn: Connection, key_id: str) -> KeyRecord | None:
         row = conn.execute(
             f"SELECT {_COLUMNS}, secret_hash FROM api_keys WHERE id = ?", (key_id,)
         ).fetchone()
         return None if row is None else _record(row)
 
-    def _changed(self, conn: sqlite3.Connection, action: str, actor: str, rec: KeyRecord) -> None:
+    def _changed(self, conn: Connection, action: str, actor: str, rec: KeyRecord) -> None:
         conn.execute("UPDATE keys_version SET version = version + 1")
         public = rec.public()
         what = {k: public[k] for k in ("tenant", "role", "models", "expires_at")}
@@ -315,7 +327,7 @@ class KeyStore:
         )
 
 
-def _record(row: sqlite3.Row | tuple[Any, ...]) -> KeyRecord:
+def _record(row: Sequence[Any]) -> KeyRecord:
     (key_id, tenant, role, models, rpm, tpm, daily_tokens, daily_usd, tags, created, expires,
      revoked, secret_hash) = tuple(row)  # fmt: skip
     spec = KeySpec(

@@ -1,10 +1,17 @@
-"""Named, idempotent schema migrations. Append new ones; never edit one that has shipped."""
+"""Named, idempotent schema migrations. Append new ones; never edit one that has shipped.
+
+The SQL is SQLite's, in a portable style (TEXT, REAL, INTEGER, INTEGER PRIMARY KEY, indexes,
+refusing triggers): the PostgreSQL dialect translates it (`thrifty.store.pgsql`), so both
+backends run the same list.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 import time
 from collections.abc import Sequence
+
+from thrifty.store.db import Connection
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -132,42 +139,32 @@ MIGRATIONS: list[tuple[str, str]] = [
 ]
 
 
-def migrate(
-    conn: sqlite3.Connection, migrations: Sequence[tuple[str, str]] = MIGRATIONS
-) -> list[str]:
+def migrate(conn: Connection, migrations: Sequence[tuple[str, str]] = MIGRATIONS) -> list[str]:
     """Apply what has not been applied (of `migrations`, default thrifty's); return their names.
 
-    Each migration runs in a `BEGIN IMMEDIATE` transaction that first re-reads whether it is
-    applied: two processes starting on a fresh database (a gateway and `thrifty keys create`)
-    cannot both apply it.
+    Each migration runs in an exclusive transaction that first re-reads whether it is applied:
+    two processes starting on a fresh database (a gateway and `thrifty keys create`) cannot both
+    apply it. The bookkeeping table is made under the same lock, for the same reason.
     """
-    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
-    conn.commit()
+    with conn.transaction("exclusive"):
+        conn.ddl("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
     applied = []
-    saved_isolation = conn.isolation_level
-    conn.isolation_level = None  # we issue BEGIN/COMMIT ourselves
-    try:
-        for name, sql in migrations:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
-                    conn.execute("COMMIT")
-                    continue
-                for statement in _statements(sql):
-                    conn.execute(statement)
-                conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            applied.append(name)
-    finally:
-        conn.isolation_level = saved_isolation
+    for name, sql in migrations:
+        with conn.transaction("exclusive"):
+            if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
+                continue
+            for statement in _statements(sql):
+                conn.ddl(statement)
+            conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+        applied.append(name)
     return applied
 
 
 def _statements(script: str) -> list[str]:
-    """Split a script into complete statements (triggers' inner semicolons included)."""
+    """Split a script into complete statements (triggers' inner semicolons included).
+
+    sqlite3 is only the parser here, whatever the database: the scripts are written for it.
+    """
     statements, buffer = [], ""
     for line in script.splitlines(keepends=True):
         buffer += line

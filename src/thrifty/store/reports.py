@@ -2,10 +2,10 @@
 
 The SQL is a plain range scan on the indexed ``ts`` column (``SELECT … WHERE ts >= ? AND
 ts < ?``): no date functions and no dialect-specific aggregates, so the same text runs on
-PostgreSQL (whose drivers spell the placeholder ``%s``). Grouping, sums and percentiles happen
-in Python, in one pass over the rows: percentiles need every latency anyway, Python's ``int``
-keeps sums of nano-USD exact however large they grow, and a UTC day is computed the same way
-whatever the database.
+PostgreSQL (`thrifty.store.db` turns the placeholder into psycopg's ``%s``). Grouping, sums and
+percentiles happen in Python, in one pass over the rows: percentiles need every latency anyway,
+Python's ``int`` keeps sums of nano-USD exact however large they grow, and a UTC day is computed
+the same way whatever the database.
 
 Unknown money: ``cost_nanos`` is NULL when the model that answered has no price table, and
 ``baseline_nanos`` when the baseline model has none or the request never reached a model (a
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import re
-import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +25,7 @@ from decimal import Decimal
 from typing import Any, Literal, get_args
 
 from thrifty.costs.money import convert_nanos, format_nanos
-from thrifty.store.sqlite import connect, sqlite_path
+from thrifty.store.db import Connection, MissingTable, NoDatabase, connect
 
 Grouping = Literal["route", "model", "tenant", "day"]
 GROUPINGS: tuple[str, ...] = get_args(Grouping)
@@ -216,7 +215,7 @@ def _key_of(by: Grouping) -> Callable[[Sequence[Any]], str]:
 
 
 def usage_report(
-    conn: sqlite3.Connection,
+    conn: Connection,
     since: float,
     until: float | None = None,
     by: Grouping | None = None,
@@ -263,17 +262,15 @@ def load_usage(
     tenant: str | None = None,
 ) -> UsageReport:
     """`usage_report` over the log at ``url``; a log not yet created is an empty report."""
-    if not sqlite_path(url).exists():
-        return _aggregate((), since, until, by)
-    conn = connect(url)
     try:
-        return usage_report(conn, since, until, by, tenant)
-    except sqlite3.OperationalError as exc:
-        if "no such table" not in str(exc):
-            raise
+        conn = connect(url, create=False)
+    except NoDatabase:
         return _aggregate((), since, until, by)
-    finally:
-        conn.close()
+    with conn:
+        try:
+            return usage_report(conn, since, until, by, tenant)
+        except MissingTable:
+            return _aggregate((), since, until, by)
 
 
 def _money(nanos: int, currency: str, cny_per_usd: Decimal) -> tuple[str, int]:
@@ -347,7 +344,7 @@ class Bucket:
 
 
 def time_span(
-    conn: sqlite3.Connection, since: float, until: float | None = None
+    conn: Connection, since: float, until: float | None = None
 ) -> tuple[float, float] | None:
     """The first and last request times in the window; None when it is empty."""
     where, params = _where(since, until)
@@ -366,7 +363,7 @@ def auto_bucket(span_s: float) -> int:
 
 
 def timeseries(
-    conn: sqlite3.Connection, since: float, bucket: float, until: float | None = None
+    conn: Connection, since: float, bucket: float, until: float | None = None
 ) -> list[Bucket]:
     """Cost, baseline and requests per route in buckets of ``bucket`` seconds.
 

@@ -1,18 +1,24 @@
 """The request log: one row per request, written off the hot path by a batching thread.
 
-`append` costs a tuple and a queue put; `BatchWriter` writes the rows into SQLite (WAL) in
-batches. `close` writes what is left: the app's lifespan calls it on shutdown, SIGTERM included.
+`append` costs a tuple, one write(2) to this process's spool file and a queue put;
+`BatchWriter` writes the rows in batches (SQLite or PostgreSQL), keeping them through a
+database restart, and the spool keeps them through this process's death (store/spool.py).
+`close` writes what is left: the app's lifespan calls it on shutdown, SIGTERM included.
+``INSERT OR IGNORE``: a batch retried after a connection lost at COMMIT, or a spool replayed,
+may already be in; the request id keeps each row once.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from thrifty.gateway.context import RequestContext
-from thrifty.store.batching import SQLiteWriter
+from thrifty.store.batching import BatchWriter
+from thrifty.store.db import Connection
+from thrifty.store.spool import Spool
 
 logger = logging.getLogger(__name__)
 
@@ -64,13 +70,53 @@ def _cached_tokens(usage: dict[str, Any]) -> int:
     return int(hit or 0)
 
 
-class RequestLog(SQLiteWriter[tuple[Any, ...]]):
+class RequestLog(BatchWriter[tuple[Any, ...]]):
+    """The batch writer of `requests`; with a spool, a row is on disk before its answer leaves."""
+
     name = "request-log"
 
-    def append(self, ctx: RequestContext) -> None:
-        """Finisher: the request's row, queued for the writer thread."""
-        self.add(row_of(ctx))
+    def __init__(self, url: str, *, spool: Path | None = None, **options: Any) -> None:
+        super().__init__(url, **options)
+        self.spool = Spool(spool) if spool is not None else None
+        self._dropped_seen = 0
 
-    def write(self, conn: sqlite3.Connection, batch: Sequence[tuple[Any, ...]]) -> None:
-        with conn:
+    def open(self) -> None:
+        orphans = self.spool.open() if self.spool is not None else []
+        super().open()
+        for row in orphans:  # rows a killed process had acknowledged; the id keeps them once
+            self.add(row)
+
+    def append(self, ctx: RequestContext) -> None:
+        """Finisher: the request's row, spooled and queued for the writer thread."""
+        row = row_of(ctx)
+        spool = self.spool
+        if spool is None:
+            self.add(row)
+            return
+        line = Spool.encode(row)
+        with spool.lock:
+            spool.append(line)
+            self.add(row)
+
+    def before_take(self) -> None:
+        if self.spool is not None:
+            with self.spool.lock:  # every row of the sealed files is in the queue now
+                self.spool.seal()
+
+    def caught_up(self) -> None:
+        if self.spool is None:
+            return
+        if self.dropped > self._dropped_seen:  # some rows live on only in the spool: keep it
+            self._dropped_seen = self.dropped
+            self.spool.retain()
+        else:
+            self.spool.committed()
+
+    def close(self) -> None:
+        super().close()
+        if self.spool is not None:
+            self.spool.close(clean=self.buffered == 0)
+
+    def write(self, conn: Connection, batch: Sequence[tuple[Any, ...]]) -> None:
+        with conn.transaction():
             conn.executemany(_INSERT, batch)

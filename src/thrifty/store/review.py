@@ -1,21 +1,20 @@
 """The moderation review queue: a sample of flagged requests, for a person to mark ok or bad.
 
 `ReviewQueue.add` is called from a gateway finisher, so it only hands the item to one writer
-thread; `ReviewStore` is the plain SQLite access that the writer and `thrifty review` share.
+thread; `ReviewStore` is the plain database access that the writer and `thrifty review` share.
 The table is created by the `0004_moderation_review` migration.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from thrifty.store.db import DatabaseError, connect
 from thrifty.store.migrations import migrate
-from thrifty.store.sqlite import connect
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ _COLUMNS = "request_id, ts, tenant, key_id, model, direction, action, lists, exc
 
 
 class ReviewStore:
-    """SQLite access to the review queue (one connection; not shared between threads)."""
+    """Access to the review queue (one connection; not shared between threads)."""
 
     def __init__(self, url: str) -> None:
         self.conn = connect(url)
@@ -52,7 +51,7 @@ class ReviewStore:
              i.excerpt)
             for i in items
         ]  # fmt: skip
-        with self.conn:
+        with self.conn.transaction():
             self.conn.executemany(
                 f"INSERT INTO moderation_review ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
@@ -72,11 +71,10 @@ class ReviewStore:
 
     def mark(self, item_id: int, verdict: Verdict, note: str | None = None) -> bool:
         """Record a reviewer's verdict; False when there is no such item."""
-        with self.conn:
-            cur = self.conn.execute(
-                "UPDATE moderation_review SET verdict = ?, note = ?, reviewed_at = ? WHERE id = ?",
-                (verdict, note, time.time(), item_id),
-            )
+        cur = self.conn.execute(
+            "UPDATE moderation_review SET verdict = ?, note = ?, reviewed_at = ? WHERE id = ?",
+            (verdict, note, time.time(), item_id),
+        )
         return cur.rowcount == 1
 
     def close(self) -> None:
@@ -105,8 +103,9 @@ class ReviewQueue:
             if self._store is None:
                 self._store = ReviewStore(self.url)
             self._store.add([item])
-        except sqlite3.Error:
+        except DatabaseError:
             logger.exception("could not queue %s for review", item.request_id)
+            self._close_store()  # the next item opens a fresh connection
 
     def flush(self) -> None:
         """Wait until every item added so far is written (tests use this)."""
