@@ -218,8 +218,9 @@ def models() -> None:
 @models.command("list")
 @click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
 def models_list(config: str | None) -> None:
-    """List model names clients may use: the local model, bundled models, upstream aliases."""
-    from thrifty.backends.models import BUNDLED, ModelUnavailable, resolve_model
+    """List model names clients may use: the local model, bundled and added models, upstream
+    aliases."""
+    from thrifty.backends.models import BUNDLED, ModelUnavailable, registered, resolve_model
 
     settings = _settings(config)
     local = settings.local
@@ -234,6 +235,12 @@ def models_list(config: str | None) -> None:
         rows.append((name, where, bundled.description))
     for name, path in local.models.items():
         rows.append((name, path, "local GGUF"))
+    try:
+        added = registered(settings.home)
+    except ModelUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    for name, entry in added.items():
+        rows.append((name, str(entry.path), "local GGUF (thrifty models add)"))
     for up in settings.upstreams:
         for alias, target in up.models.items():
             rows.append((alias, f"{up.name}:{target}", up.base_url))

