@@ -237,7 +237,7 @@ def llama_bench(model_path: Path, args: argparse.Namespace) -> tuple[float, floa
 def direct_llama_server(name: str, model_path: Path, home: Path, threads: int) -> Server:
     """llama-server on its own, started with the command line thrifty would use."""
     settings = LocalSettings(model=name, port=free_port(), threads=threads)
-    command = LlamaServerBackend(name, settings, home).command(model_path)
+    command = LlamaServerBackend(name, settings, home).command(str(model_path))
     log = home / "logs" / f"direct-{name}.log"
     return Server(command, settings.port, log, ready_path="/health")
 

@@ -91,7 +91,29 @@ class LocalSettings(_Section):
         300, description="Longest silence from the engine mid-request."
     )
     extra_args: list[str] = Field(
-        default_factory=list, description="Extra llama-server arguments, passed as they are."
+        default_factory=list, description="Extra engine arguments, passed as they are."
+    )
+    engine: Literal["llama.cpp", "vllm"] = Field(
+        "llama.cpp",
+        description="What runs the model: llama.cpp's llama-server (GGUF, CPU or GPU), or "
+        "`vllm serve` (a GPU; `model` is then a local Hugging Face directory or a GGUF path).",
+    )
+    vllm: VLLMSettings = Field(default_factory=lambda: VLLMSettings())
+
+
+class VLLMSettings(_Section):
+    """`vllm serve` options, used when local.engine is vllm (threads and llama_server are not)."""
+
+    executable: str | None = Field(
+        None, description="Path to `vllm`; default: $THRIFTY_VLLM, then beside Python, then PATH."
+    )
+    gpu_memory_utilization: float = Field(
+        0.9, description="Share of GPU memory vLLM may take.", gt=0, le=1
+    )
+    dtype: str = Field("auto", description="Weights' dtype (auto, bfloat16, float16).")
+    tensor_parallel_size: int = Field(1, description="GPUs one model is split over.", ge=1)
+    require_gpu: bool = Field(
+        True, description="Refuse to start without an NVIDIA GPU (false for a CPU build of vLLM)."
     )
 
 

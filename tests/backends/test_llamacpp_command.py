@@ -19,7 +19,7 @@ def engine(tmp_path: Path, **settings: object) -> LlamaServerBackend:
 
 
 def test_command_line(tmp_path: Path) -> None:
-    command = engine(tmp_path, parallel=3, ctx_size=1000, threads=2).command(Path("/m.gguf"))
+    command = engine(tmp_path, parallel=3, ctx_size=1000, threads=2).command("/m.gguf")
     assert command[0] == FAKE_BINARY
     joined = " ".join(command)
     assert "--model /m.gguf" in joined and "--host 127.0.0.1" in joined
@@ -30,7 +30,7 @@ def test_command_line(tmp_path: Path) -> None:
 
 def test_base_model_gets_a_question_answer_layout(tmp_path: Path) -> None:
     gemma = engine(tmp_path, model="gemma3-270m")
-    command = gemma.command(Path("/g.gguf"))
+    command = gemma.command("/g.gguf")
     assert command[command.index("--chat-template") + 1] == QA_TEMPLATE
     body = gemma._prepare("chat", {"messages": [{"role": "user", "content": "hi"}]})
     assert body["stop"] == list(QA_STOP)

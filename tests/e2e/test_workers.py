@@ -105,6 +105,7 @@ def test_rate_limits_are_exact_across_workers_through_redis(redis_url: str) -> N
             "--workers", "3", "--no-local", config=upstream_config(upstream.url, limits=limits)
         ) as server,
     ):
+
         def status(i: int) -> int:
             try:
                 ask(server, "deepseek-chat", f"echo:{i}")

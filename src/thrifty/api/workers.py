@@ -78,11 +78,9 @@ class SharedEngine:
     """The local engine every worker calls, supervised here on a thread with its own loop."""
 
     def __init__(self, settings: Settings) -> None:
-        from thrifty.backends.llamacpp import LlamaServerBackend
-        from thrifty.backends.models import model_display_name
+        from thrifty.backends import local_engine
 
-        name = model_display_name(settings.local.model)
-        self.backend = LlamaServerBackend(name, settings.local, settings.home)
+        self.backend = local_engine(settings)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="engine", daemon=True)
 

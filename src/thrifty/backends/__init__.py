@@ -5,12 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from thrifty.backends.base import Backend, Reply, StreamStats
+from thrifty.backends.engine import ManagedEngine
 from thrifty.backends.llamacpp import LlamaServerBackend
 from thrifty.backends.models import model_display_name
 from thrifty.backends.openai_compat import OpenAICompatBackend
+from thrifty.backends.vllm import VLLMBackend
 from thrifty.config import Settings
 
-__all__ = ["Backend", "Registry", "Reply", "StreamStats", "Target", "build_registry"]
+__all__ = [
+    "Backend",
+    "Registry",
+    "Reply",
+    "StreamStats",
+    "Target",
+    "build_registry",
+    "local_engine",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +39,7 @@ class Registry:
     def __init__(self) -> None:
         self.targets: dict[str, Target] = {}
         self.backends: list[Backend] = []
-        self.local: LlamaServerBackend | None = None
+        self.local: ManagedEngine | None = None
 
     def add(self, names: list[str], target: Target) -> None:
         if target.backend not in self.backends:
@@ -47,12 +57,18 @@ class Registry:
         return list(self.targets)
 
 
+def local_engine(settings: Settings) -> ManagedEngine:
+    """The engine `local.engine` names, for `local.model`."""
+    engine = VLLMBackend if settings.local.engine == "vllm" else LlamaServerBackend
+    return engine(model_display_name(settings.local.model), settings.local, settings.home)
+
+
 def build_registry(settings: Settings) -> Registry:
     registry = Registry()
     local = settings.local
     if local.enabled:
-        name = model_display_name(local.model)
-        backend = LlamaServerBackend(name, local, settings.home)
+        backend = local_engine(settings)
+        name = backend.name
         registry.local = backend
         registry.add(["local", name, *local.aliases], Target("local", backend, name))
     for up in settings.upstreams:
