@@ -68,6 +68,7 @@ class ThriftyServer:
             self.env["THRIFTY_DATABASE_URL"] = fresh_database()
         self.database_url = self.env.get("THRIFTY_DATABASE_URL") or sqlite_url(self.home)
         if config is not None:
+            self.home.mkdir(parents=True, exist_ok=True)
             path = self.home / "thrifty.yaml"
             path.write_text(yaml.safe_dump(config, allow_unicode=True))
             self.env["THRIFTY_CONFIG"] = str(path)
