@@ -1,12 +1,17 @@
-"""LoRA on the real bundled SmolLM2-135M-Instruct, read from its Q4_1 GGUF (dequantized)."""
+"""LoRA on the real bundled SmolLM2-135M-Instruct, read from its Q4_1 GGUF (dequantized), then
+exported to GGUF with llama.cpp's converter and served by `thrifty serve`: the whole loop."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import httpx
 import pytest
+from click.testing import CliRunner
 
+from support import ThriftyServer
+from thrifty.cli import main
 from thrifty.train.trainer import FinetuneConfig, finetune
 from train.tiny_models import chats, write_jsonl
 
@@ -25,3 +30,20 @@ def test_lora_on_the_bundled_smollm2_lowers_the_loss(tmp_path: Path) -> None:
     losses = [json.loads(line)["loss"] for line in (out / "train-log.jsonl").open()]
     assert len(losses) == 4
     assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2  # epoch 2 below epoch 1
+
+    # the adapter merged into its base, as one GGUF that the gateway serves by name
+    home = tmp_path / "home"
+    result = CliRunner().invoke(
+        main,
+        ["export", str(out), "--to", "gguf", "--quant", "q8_0", "--name", "student"],
+        env={"THRIFTY_HOME": str(home)},
+    )
+    assert result.exit_code == 0, result.output
+    with ThriftyServer("-m", "student", home=home) as server:
+        reply = httpx.post(
+            server.base_url + "/chat/completions",
+            json={"model": "local", "messages": [{"role": "user", "content": "你好"}]},
+            timeout=120,
+        )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["choices"][0]["message"]["content"].strip()

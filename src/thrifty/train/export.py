@@ -152,7 +152,8 @@ def export_gguf(
     with tempfile.TemporaryDirectory(prefix="thrifty-export-") as tmp:
         hf_dir = _hf_dir(model_dir, manifest, home, Path(tmp), say)
         gguf = out if direct else Path(tmp) / "model.f16.gguf"
-        say(f"converting to GGUF ({quant if direct else 'f16'}) with {source.name}")
+        outtype = quant if direct else "f16"
+        say(f"converting to GGUF ({outtype}) with {source / 'convert_hf_to_gguf.py'}")
         out.parent.mkdir(parents=True, exist_ok=True)
         target = gguf.with_name(gguf.name + ".partial") if direct else gguf
         convert(source, hf_dir, target, quant if direct else "f16")
