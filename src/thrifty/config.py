@@ -36,6 +36,22 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class VLLMSettings(_Section):
+    """`vllm serve` options, used when local.engine is vllm (threads and llama_server are not)."""
+
+    executable: str | None = Field(
+        None, description="Path to `vllm`; default: $THRIFTY_VLLM, then beside Python, then PATH."
+    )
+    gpu_memory_utilization: float = Field(
+        0.9, description="Share of GPU memory vLLM may take.", gt=0, le=1
+    )
+    dtype: str = Field("auto", description="Weights' dtype (auto, bfloat16, float16).")
+    tensor_parallel_size: int = Field(1, description="GPUs one model is split over.", ge=1)
+    require_gpu: bool = Field(
+        True, description="Refuse to start without an NVIDIA GPU (false for a CPU build of vLLM)."
+    )
+
+
 class LocalSettings(_Section):
     """The local engine: llama.cpp's llama-server, managed as a subprocess."""
 
@@ -98,23 +114,7 @@ class LocalSettings(_Section):
         description="What runs the model: llama.cpp's llama-server (GGUF, CPU or GPU), or "
         "`vllm serve` (a GPU; `model` is then a local Hugging Face directory or a GGUF path).",
     )
-    vllm: VLLMSettings = Field(default_factory=lambda: VLLMSettings())
-
-
-class VLLMSettings(_Section):
-    """`vllm serve` options, used when local.engine is vllm (threads and llama_server are not)."""
-
-    executable: str | None = Field(
-        None, description="Path to `vllm`; default: $THRIFTY_VLLM, then beside Python, then PATH."
-    )
-    gpu_memory_utilization: float = Field(
-        0.9, description="Share of GPU memory vLLM may take.", gt=0, le=1
-    )
-    dtype: str = Field("auto", description="Weights' dtype (auto, bfloat16, float16).")
-    tensor_parallel_size: int = Field(1, description="GPUs one model is split over.", ge=1)
-    require_gpu: bool = Field(
-        True, description="Refuse to start without an NVIDIA GPU (false for a CPU build of vLLM)."
-    )
+    vllm: VLLMSettings = Field(default_factory=VLLMSettings)
 
 
 class BreakerSettings(_Section):
