@@ -154,6 +154,7 @@ def test_ctrl_c_leaves_a_resumable_run(tmp_path: Path, upstream: FakeUpstream) -
         deadline = time.monotonic() + 30
         while _stored(tmp_path / "evals.db", "sig") < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
+        upstream.set_mode("hang")  # the rest wait: Ctrl-C lands mid-run however fast it went
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:
