@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from fakes.upstream import FakeUpstream, start_upstream
 from support import (
     POSTGRES_URL_ENV,
     ThriftyServer,
@@ -69,6 +70,13 @@ def client(gateway: ThriftyServer):  # type: ignore[no-untyped-def]
     import openai
 
     return openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeUpstream]:
+    """The fault-injecting fake cloud upstream, one per test module that asks for it."""
+    with start_upstream() as upstream:
+        yield upstream
 
 
 @pytest.fixture(scope="module")

@@ -18,19 +18,13 @@ from typing import Any
 import openai
 import pytest
 
-from fakes.upstream import FakeUpstream, start_upstream
+from fakes.upstream import FakeUpstream
 from support import ThriftyServer, query
 
 pytestmark = pytest.mark.slow
 
 PHONE = "13812345678"
 ID_CARD = "11010519491231002X"
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    with start_upstream() as upstream:
-        yield upstream
 
 
 def _config(fake: FakeUpstream, on_pii: str, tenants: list[str]) -> dict[str, Any]:

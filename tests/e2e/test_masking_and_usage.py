@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from fakes.upstream import FakeUpstream, start_upstream
+from fakes.upstream import FakeUpstream
 from support import ThriftyServer
 
 pytestmark = pytest.mark.slow
@@ -20,12 +20,6 @@ pytestmark = pytest.mark.slow
 USAGE = [sys.executable, "-m", "thrifty.cli", "usage"]
 PHONE = "13812345678"
 ID_CARD = "11010519491231002X"
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    with start_upstream() as upstream:
-        yield upstream
 
 
 @pytest.fixture(scope="module")

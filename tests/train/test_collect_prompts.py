@@ -10,16 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from fakes.upstream import FakeUpstream, start_upstream
+from fakes.upstream import FakeUpstream
 from support import ThriftyServer
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    with start_upstream() as upstream:
-        yield upstream
 
 
 @pytest.fixture(scope="module")
