@@ -44,7 +44,11 @@ def main() -> None:
 @click.option("--host", help="Address to listen on [default: 127.0.0.1].")
 @click.option("--port", type=int, help="Port to listen on [default: 8000].")
 @click.option(
-    "-m", "--model", "local_model", help="Local model: smollm2-135m, gemma3-270m or a GGUF path."
+    "-m",
+    "--model",
+    "local_model",
+    help="Local model: smollm2-135m, gemma3-270m, a name from `thrifty models add`, a GGUF "
+    "path (or, with local.engine vllm, a Hugging Face directory).",
 )
 @click.option(
     "--alias", "aliases", multiple=True, help="Extra name for the local model (repeatable)."

@@ -138,6 +138,11 @@ def _stored(db: Path, run_id: str) -> int:
         conn.close()
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C's default action in the child, whatever the test runner set for itself."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_leaves_a_resumable_run(tmp_path: Path, upstream: FakeUpstream) -> None:
     """A real SIGINT to `thrifty eval run`, then the same command again."""
     suite = write_suite(tmp_path / "count.jsonl", 12)
@@ -150,16 +155,27 @@ def test_ctrl_c_leaves_a_resumable_run(tmp_path: Path, upstream: FakeUpstream) -
     upstream.reset()
     upstream.set_mode("slow", delay_s=0.15)
     try:
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=_as_in_a_terminal,
+        )
         deadline = time.monotonic() + 30
-        while _stored(tmp_path / "evals.db", "sig") < 3 and time.monotonic() < deadline:
+        while (
+            _stored(tmp_path / "evals.db", "sig") < 3
+            and proc.poll() is None
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
         upstream.set_mode("hang")  # the rest wait: Ctrl-C lands mid-run however fast it went
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:
         upstream.set_mode("ok")
-    assert proc.returncode == 130, err.decode()
+    found = sorted(p.name for p in tmp_path.iterdir())
+    assert proc.returncode == 130, f"{found}: {err.decode()[-2000:]}"
     assert b"--run-id sig" in err
     done_before = _stored(tmp_path / "evals.db", "sig")
     assert 3 <= done_before < 12
