@@ -71,7 +71,7 @@ def test_settings_field_lookup() -> None:
 
 def test_services_and_wiring() -> None:
     services = compose()["services"]
-    assert set(services) >= {*GATEWAYS, "redis", "prometheus", "grafana", "keys"}
+    assert set(services) >= {*GATEWAYS, "postgres", "redis", "prometheus", "grafana", "keys"}
     for name in GATEWAYS:
         gateway = services[name]
         assert gateway["image"].startswith("thrifty:")
@@ -83,13 +83,16 @@ def test_services_and_wiring() -> None:
         assert "0.0.0.0" in " ".join(gateway["command"])
         assert gateway["depends_on"]["keys"]["condition"] == "service_completed_successfully"
         assert gateway["depends_on"]["redis"]["condition"] == "service_healthy"
-    # each replica its own data volume (its own SQLite request log), the seed read-only
+        assert gateway["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert env["THRIFTY_DATABASE_URL"].startswith("postgresql://thrifty:")
+        assert "@postgres:5432/thrifty" in env["THRIFTY_DATABASE_URL"]
+    # one store for both (and for the key-making one-shot); each replica its own spool volume
+    assert services["keys"]["environment"]["THRIFTY_DATABASE_URL"] == env["THRIFTY_DATABASE_URL"]
     data = [[v for v in services[n]["volumes"] if v.endswith(":/data")] for n in GATEWAYS]
     assert data[0] != data[1]
-    assert all("seed:/seed:ro" in services[n]["volumes"] for n in GATEWAYS)
-    assert "seed:/data" in services["keys"]["volumes"]
     assert "thrifty keys create" in " ".join(services["keys"]["command"])
-    assert "healthcheck" in services["redis"]
+    assert "healthcheck" in services["redis"] and "healthcheck" in services["postgres"]
+    assert services["postgres"]["environment"]["POSTGRES_DB"] == "thrifty"
     for service in services.values():
         assert "image" in service
     named = set(compose()["volumes"])
