@@ -10,8 +10,7 @@ from typing import Any
 import click
 
 from thrifty import __version__
-
-CONFIG_HELP = "YAML config file (default: $THRIFTY_CONFIG, else ./thrifty.yaml if present)."
+from thrifty.commands.options import CONFIG_HELP, config_option
 
 
 def _settings(config: str | None, **overrides: Any) -> Any:
@@ -40,7 +39,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@config_option
 @click.option("--host", help="Address to listen on [default: 127.0.0.1].")
 @click.option("--port", type=int, help="Port to listen on [default: 8000].")
 @click.option(
@@ -220,7 +219,7 @@ def models() -> None:
 
 
 @models.command("list")
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@config_option
 def models_list(config: str | None) -> None:
     """List model names clients may use: the local model, bundled and added models, upstream
     aliases."""

@@ -48,9 +48,11 @@ from thrifty.gateway.privacy import PIIScan, PrivacyGuard
 from thrifty.gateway.route import ModelRoute
 from thrifty.gateway.router import Router
 from thrifty.store.audit import AuditLog
+from thrifty.store.batching import BatchWriter
 from thrifty.store.keys import KeyStore
 from thrifty.store.request_log import RequestLog
 from thrifty.store.review import ReviewQueue
+from thrifty.store.samples import SampleLog
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +100,9 @@ class Runtime:
         estimate = PriceEstimate(self.prices, settings.costs.cny_per_usd)
         self.limiter = build_limiter(settings.limits, estimate)
         self.cache = ResponseCache(settings.cache, self.metrics)
-        self.capture = build_capture(settings, detector)  # None unless a tenant opted in
+        self.capture = build_capture(  # None unless a tenant opted in
+            settings, detector, on_drop=self.metrics.store_dropped.labels(SampleLog.name).inc
+        )
         self.gateway = Gateway(
             stages=[
                 Admit(self.registry, self.router.models),
@@ -140,7 +144,10 @@ class Runtime:
             self.metrics.in_flight.set(local.in_flight)
         for name, breaker in self.breakers.items():
             self.metrics.breaker.labels(name).set(int(breaker.state))
-        for writer in (self.request_log, self.audit):
+        writers: list[BatchWriter[Any]] = [self.request_log, self.audit]
+        if self.capture is not None:
+            writers.append(self.capture.log)
+        for writer in writers:
             self.metrics.store_buffered.labels(writer.name).set(writer.buffered)
 
     async def start(self) -> None:

@@ -17,16 +17,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from thrifty.api.auth import may
-from thrifty.api.openai import validation_error
+from thrifty.api.openai import read_json_object, validation_error
 from thrifty.api.responses import json_response
-from thrifty.errors import InvalidRequest, NotFound, PayloadTooLarge, PermissionDenied
+from thrifty.errors import NotFound, PermissionDenied
 from thrifty.store.ab import Feedback, add_feedback
 from thrifty.store.db import connect
 
@@ -66,18 +65,7 @@ class FeedbackRequest(BaseModel):
 
 
 async def read_body(request: Request) -> FeedbackRequest:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"request body is over {MAX_BODY_BYTES} bytes")
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"request body is over {MAX_BODY_BYTES} bytes")
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("the request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("the request body must be a JSON object")
+    data = await read_json_object(request, MAX_BODY_BYTES)
     try:
         return FeedbackRequest.model_validate(data)
     except ValidationError as exc:

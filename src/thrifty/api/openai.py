@@ -63,26 +63,28 @@ def validation_error(exc: ValidationError) -> InvalidRequest:
     return InvalidRequest(f"{param}: {message}" if param else message, param=param)
 
 
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object, at most `limit` bytes (checked before reading when declared)."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"request body is over {limit} bytes")
+    raw = await request.body()
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"request body is over {limit} bytes")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return data
+
+
 class OpenAIService:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self.limit = runtime.settings.limits.max_body_bytes
         self.default_model = runtime.settings.default_model
-
-    async def read_json(self, request: Request) -> dict[str, Any]:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            raise PayloadTooLarge(f"request body is over {self.limit} bytes")
-        raw = await request.body()
-        if len(raw) > self.limit:
-            raise PayloadTooLarge(f"request body is over {self.limit} bytes")
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise InvalidRequest("the request body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise InvalidRequest("the request body must be a JSON object")
-        return data
 
     async def chat(self, request: Request) -> Response:
         return await self._handle(request, "chat")
@@ -96,7 +98,7 @@ class OpenAIService:
         body: dict[str, Any] | None = None
         try:
             key = self.rt.auth.authenticate(request.headers)  # 401 before anything else
-            body = await self.read_json(request)
+            body = await read_json_object(request, self.limit)
             try:
                 _SCHEMAS[endpoint].model_validate(body)
             except ValidationError as exc:

@@ -15,11 +15,9 @@ import os
 import signal
 from pathlib import Path
 
-from thrifty.backends.engine import ManagedEngine, find_program, free_port
+from thrifty.backends.engine import ManagedEngine, find_program
 from thrifty.backends.models import resolve_model
 from thrifty.config import LocalSettings
-
-__all__ = ["LlamaServerBackend", "cpu_has_amx", "find_llama_server", "free_port"]
 
 logger = logging.getLogger(__name__)
 

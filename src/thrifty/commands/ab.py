@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from thrifty.commands.options import config_option, format_option
+
 if TYPE_CHECKING:
     from thrifty.store.ab import ABReport, Mean, Rate, VariantReport
 
-CONFIG_HELP = "YAML config file (default: $THRIFTY_CONFIG, else ./thrifty.yaml if present)."
 _NOTES = """\
 [a, b] = 95% interval (Wilson for rates, t for means); p = two-sided p-value against control
 (two-proportion z-test for rates, Welch's t-test for means). thumbs up: of requests with a
@@ -112,15 +113,8 @@ def render_table(report: ABReport, since_text: str) -> str:
     show_default=True,
     help="Requests from: 30m, 24h, 7d, 2w ago, or an ISO date/time (UTC unless it has an offset).",
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people, json for scripts.",
-)
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@format_option
+@config_option
 def report(name: str, since: str, output_format: str, config: str | None) -> None:
     """Per variant of experiment NAME: requests, error rate, latency, cost, feedback.
 

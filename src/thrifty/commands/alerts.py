@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING
 
 import click
 
+from thrifty.commands.options import config_option
+
 if TYPE_CHECKING:
     from thrifty.store.reports import UsageReport
 
-CONFIG_HELP = "YAML config file (default: $THRIFTY_CONFIG, else ./thrifty.yaml if present)."
 
 _EPILOG = """\b
 Examples:
@@ -197,7 +198,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
     callback=_duration,
     help="How far back to look: 30m, 1h, 24h, 7d.",
 )
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@config_option
 @click.option(
     "--max-latency-ms",
     type=click.FloatRange(min=0),

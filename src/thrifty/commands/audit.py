@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import click
 
+from thrifty.commands.options import config_option
+
 if TYPE_CHECKING:
     from thrifty.store.db import Connection
-
-CONFIG_HELP = "YAML config file (default: $THRIFTY_CONFIG, else ./thrifty.yaml if present)."
 
 
 def _connect(config: str | None) -> Connection:
@@ -34,7 +34,7 @@ def audit() -> None:
 
 
 @audit.command()
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@config_option
 def verify(config: str | None) -> None:
     """Walk the hash chain. Exit 1 naming the first bad row (edited, inserted, deleted).
 
@@ -60,7 +60,7 @@ def verify(config: str | None) -> None:
 
 @audit.command()
 @click.option("-n", "--lines", "count", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines, every column.")
 def tail(count: int, config: str | None, as_json: bool) -> None:
     """Print the newest rows, oldest first."""

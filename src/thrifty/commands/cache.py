@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from thrifty.commands.options import config_option, format_option
+
 if TYPE_CHECKING:
     from thrifty.config import Settings
     from thrifty.gateway.cache.redis import RedisStore
 
-CONFIG_HELP = "YAML config file (default: $THRIFTY_CONFIG, else ./thrifty.yaml if present)."
 IN_PROCESS = "the cache is in-process (cache.redis_url is unset): it lives inside `thrifty serve`"
 
 _EPILOG = """\b
@@ -78,15 +79,8 @@ def cache() -> None:
 
 
 @cache.command("stats")
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people, json for scripts.",
-)
+@config_option
+@format_option
 def stats(config: str | None, output_format: str) -> None:
     """Entries, bytes and semantic vectors; hits, misses and evictions of a running server."""
     from thrifty.cli import _settings
@@ -130,7 +124,7 @@ def stats(config: str | None, output_format: str) -> None:
 
 
 @cache.command("clear")
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@config_option
 @click.option("--tenant", help="Only this tenant's answers (default: everything).")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 def clear(config: str | None, tenant: str | None, yes: bool) -> None:

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 
 import click
 
+from thrifty.commands.options import config_option
+
 if TYPE_CHECKING:
     from thrifty.train.collect import Example
 
-CONFIG_HELP = "YAML config file (default: $THRIFTY_CONFIG, else ./thrifty.yaml if present)."
 
 _EPILOG = """\b
 Examples:
@@ -87,7 +88,7 @@ def distill() -> None:
     help="Where the holdout goes [default: OUT.holdout.jsonl].",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the holdout split.")
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@config_option
 def collect(
     from_log: bool,
     from_prompts: Path | None,

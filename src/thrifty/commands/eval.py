@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-CONFIG_HELP = "YAML config file (default: $THRIFTY_CONFIG, else ./thrifty.yaml if present)."
+from thrifty.commands.options import config_option
 
 _RUN_EPILOG = """\b
 Suites: humaneval, gsm8k, mmlu, mt-bench (needs --judge-model), or a JSONL file:
@@ -78,7 +78,7 @@ def eval_group() -> None:
     help="HumanEval: seconds a solution may run.",
 )
 @click.option("--use-cache", is_flag=True, help="Let thrifty answer from its response cache.")
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@config_option
 def run_command(
     suite_name: str,
     model: str,
@@ -197,7 +197,7 @@ def _print_report(run_ids: list[str], config: str | None, plot: Path | None) -> 
     metavar="SUITE=SCORE",
     help="Exit 1 when a suite scores below SCORE (0.6 or 60%; judged suites: 1-10). Repeatable.",
 )
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@config_option
 def report_command(
     runs: tuple[str, ...], plot: Path | None, fail_under: tuple[str, ...], config: str | None
 ) -> None:

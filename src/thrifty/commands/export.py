@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-CONFIG_HELP = "YAML config file (default: $THRIFTY_CONFIG, else ./thrifty.yaml if present)."
+from thrifty.commands.options import config_option
 
 
 def _echo(text: str) -> None:
@@ -37,7 +37,7 @@ def _register(home: Path, name: str | None, path: Path) -> None:
     help="The GGUF file [default: DIR/DIRNAME.QUANT.gguf].",
 )  # fmt: skip
 @click.option("--name", help="Also register it under NAME (as `thrifty models add` does).")
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@config_option
 def export(
     model_dir: Path, fmt: str, quant: str, out: Path | None, name: str | None, config: str | None
 ) -> None:
@@ -72,7 +72,7 @@ def export(
     help="[default: beside MODEL as NAME.QUANT.gguf; bundled models: $THRIFTY_HOME/models]",
 )  # fmt: skip
 @click.option("--name", help="Also register the result under NAME.")
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@config_option
 def quantize(
     model: str, quant: str, out: Path | None, name: str | None, config: str | None
 ) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-CONFIG_HELP = "YAML config file (default: $THRIFTY_CONFIG, else ./thrifty.yaml if present)."
+from thrifty.commands.options import config_option
 
 _EPILOG = """\b
 Data: JSONL, one example a line; loss only on the assistant turns:
@@ -112,7 +112,7 @@ def _stage_steps(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option(
     "--kd-temperature", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True
 )
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@config_option
 def finetune(config: str | None, lora_targets: str, **options: Any) -> None:
     """Fine-tune a small local model on chat data, offline, on the CPU (or the GPU if any).
 

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from thrifty.commands.options import config_option
+
 if TYPE_CHECKING:
     from thrifty.store.keys import KeyRecord, KeyStore
-
-CONFIG_HELP = "YAML config file (default: $THRIFTY_CONFIG, else ./thrifty.yaml if present)."
 
 
 def cli_actor() -> str:
@@ -73,7 +73,7 @@ def keys() -> None:
 @click.option("--models", help="Comma-separated model names the key may use [default: all].")
 @click.option("--expires", help="Lifetime (30d, 12h, 90m) or an ISO date [default: never].")
 @click.option("--tag", "tags", multiple=True, help="A label for reports (repeatable).")
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the key, secret included, as JSON.")
 def create(
     tenant: str,
@@ -128,7 +128,7 @@ def create(
 
 
 @keys.command("list")
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 def list_keys(config: str | None, as_json: bool) -> None:
     """List keys (never their secrets)."""
@@ -165,7 +165,7 @@ def list_keys(config: str | None, as_json: bool) -> None:
 
 @keys.command("revoke")
 @click.argument("key_id")
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@config_option
 def revoke(key_id: str, config: str | None) -> None:
     """Revoke a key by its id (key_…). Running gateways refuse it within seconds."""
     with _store(config) as store:

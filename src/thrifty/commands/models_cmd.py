@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-CONFIG_HELP = "YAML config file (default: $THRIFTY_CONFIG, else ./thrifty.yaml if present)."
+from thrifty.commands.options import config_option
 
 
 def _home(config: str | None) -> Path:
@@ -25,7 +25,7 @@ def _home(config: str | None) -> Path:
     "source [default: the GGUF's own].",
 )
 @click.option("--replace", is_flag=True, help="Overwrite an entry of the same name.")
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@config_option
 def models_add(
     name: str, path: Path, chat_template: str | None, replace: bool, config: str | None
 ) -> None:
@@ -49,7 +49,7 @@ def models_add(
 
 @click.command("remove")
 @click.argument("name")
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@config_option
 def models_remove(name: str, config: str | None) -> None:
     """Unregister NAME (its file stays where it is)."""
     from thrifty.backends.models import remove_model

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
+from thrifty.commands.options import config_option
+
 if TYPE_CHECKING:
     from thrifty.store.review import ReviewStore, Verdict
-
-CONFIG_HELP = "YAML config file (default: $THRIFTY_CONFIG, else ./thrifty.yaml if present)."
 
 
 @click.group()
@@ -34,7 +34,7 @@ def _store(config: str | None) -> ReviewStore:
 
 
 @review.command("list")
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@config_option
 @click.option(
     "--verdict",
     type=click.Choice(["pending", "ok", "bad", "all"]),
@@ -76,7 +76,7 @@ def list_items(config: str | None, verdict: str, limit: int, as_json: bool) -> N
 @click.argument("item_id", type=int)
 @click.option("--verdict", type=click.Choice(["ok", "bad"]), required=True, help="Your call.")
 @click.option("--note", help="Why (kept with the item).")
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@config_option
 def mark(item_id: int, verdict: str, note: str | None, config: str | None) -> None:
     """Mark item ITEM_ID: ok (the content is acceptable) or bad (it is not)."""
     store = _store(config)

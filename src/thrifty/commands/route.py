@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from thrifty.commands.options import config_option
+
 
 @click.group()
 def route() -> None:
@@ -16,7 +18,7 @@ def route() -> None:
 
 @route.command()
 @click.argument("prompt", required=False)
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help="YAML config file.")
+@config_option
 @click.option("-m", "--model", default="auto", show_default=True, help="Model the client asks.")
 @click.option("-s", "--system", help="A system message sent with the prompt.")
 @click.option("--max-tokens", type=int, help="The request's max_tokens.")

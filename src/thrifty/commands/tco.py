@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from thrifty.commands.options import format_option
+
 _EPILOG = """\b
 Examples:
   # built-in defaults: a small box against deepseek-chat at 1,000 requests/day
@@ -68,14 +70,7 @@ def _load(path: Path | None, currency: str | None) -> Any:
     metavar="USD|CNY",
     help="Report in this currency (default: the file's `currency`).",
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people, json for scripts.",
-)
+@format_option
 def tco(
     config_path: Path | None, plot_path: Path | None, currency: str | None, output_format: str
 ) -> None:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from thrifty.commands.options import config_option
+
 if TYPE_CHECKING:
     from thrifty.store.reports import Bucket, UsageReport
 
@@ -26,7 +28,6 @@ Examples:
   thrifty usage --format json | jq .total.saved
 """
 
-CONFIG_HELP = "YAML config file (default: $THRIFTY_CONFIG, else ./thrifty.yaml if present)."
 
 # (row_dict key, column title); money columns are exact nine-decimal strings
 _TABLE = (
@@ -290,7 +291,7 @@ def _plot(url: str, report: UsageReport, path: Path, currency: str, cny_per_usd:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write a PNG: cumulative cost vs the all-cloud baseline, and the route mix.",
 )
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@config_option
 def usage(
     since: str,
     until: str | None,

@@ -18,6 +18,7 @@ still shows personal data to the detector is dropped: nothing stored carries any
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from thrifty.backends import Reply
@@ -30,16 +31,24 @@ logger = logging.getLogger(__name__)
 
 
 class SampleCapture:
-    def __init__(self, settings: Settings, detector: PIIDetector) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        detector: PIIDetector,
+        on_drop: Callable[[int], None] | None = None,
+    ) -> None:
         distill = settings.distill
         self.all_tenants = "*" in distill.capture_tenants
         self.tenants = frozenset(distill.capture_tenants)
         self.routes = frozenset(distill.capture_routes)  # empty: every upstream route
         self.detector = detector
+        store = settings.store
         self.log = SampleLog(
             settings.database_url,
-            batch_size=settings.store.batch_size,
-            flush_interval_s=settings.store.flush_interval_s,
+            batch_size=store.batch_size,
+            flush_interval_s=store.flush_interval_s,
+            max_buffered=store.max_buffered_rows,
+            on_drop=on_drop,
         )
         self.dropped_pii = 0  # answers that still showed personal data
 
@@ -105,9 +114,13 @@ class SampleCapture:
         self.log.close()
 
 
-def build_capture(settings: Settings, detector: PIIDetector) -> SampleCapture | None:
+def build_capture(
+    settings: Settings, detector: PIIDetector, on_drop: Callable[[int], None] | None = None
+) -> SampleCapture | None:
     """The capture, or None when no tenant opted in."""
-    return SampleCapture(settings, detector) if settings.distill.capture_tenants else None
+    if not settings.distill.capture_tenants:
+        return None
+    return SampleCapture(settings, detector, on_drop)
 
 
 def remask(text: str, mapping: dict[str, str]) -> str:
