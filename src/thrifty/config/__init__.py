@@ -1,0 +1,67 @@
+"""thrifty's settings: one pydantic-settings model (`Settings`), its sections one module each."""
+
+from thrifty.config._base import _Section
+from thrifty.config.cache import CacheSettings
+from thrifty.config.costs import CostSettings
+from thrifty.config.limits import LimitsSettings, QuotaLimits
+from thrifty.config.local import LocalSettings, VLLMSettings
+from thrifty.config.routing import (
+    Conditions,
+    ExperimentSettings,
+    Overrides,
+    Range,
+    RouterSettings,
+    RuleSettings,
+    TimeWindow,
+    VariantSettings,
+)
+from thrifty.config.safety import (
+    DEFAULT_SELF_CHECK_PROMPT,
+    AuthSettings,
+    ModerationSettings,
+    PrivacySettings,
+    SelfCheckSettings,
+    WordListSettings,
+)
+from thrifty.config.settings import Settings, config_path, load_settings
+from thrifty.config.store import StoreSettings
+from thrifty.config.train import DistillSettings
+from thrifty.config.upstreams import (
+    DEEPSEEK_ALIASES,
+    DEFAULT_DEEPSEEK_URL,
+    BreakerSettings,
+    UpstreamSettings,
+)
+
+__all__ = [
+    "DEEPSEEK_ALIASES",
+    "DEFAULT_DEEPSEEK_URL",
+    "DEFAULT_SELF_CHECK_PROMPT",
+    "AuthSettings",
+    "BreakerSettings",
+    "CacheSettings",
+    "Conditions",
+    "CostSettings",
+    "DistillSettings",
+    "ExperimentSettings",
+    "LimitsSettings",
+    "LocalSettings",
+    "ModerationSettings",
+    "Overrides",
+    "PrivacySettings",
+    "QuotaLimits",
+    "Range",
+    "RouterSettings",
+    "RuleSettings",
+    "SelfCheckSettings",
+    "Settings",
+    "StoreSettings",
+    "TimeWindow",
+    "UpstreamSettings",
+    "VLLMSettings",
+    "VariantSettings",
+    "WordListSettings",
+    "_Section",
+    "config_path",
+    "load_settings",
+]

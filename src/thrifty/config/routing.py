@@ -1,0 +1,134 @@
+"""The router's rules and A/B experiments."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from thrifty.config._base import _Section
+
+
+class Range(_Section):
+    """A numeric condition: every bound given must hold."""
+
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+    def test(self, value: float) -> bool:
+        return (
+            (self.gt is None or value > self.gt)
+            and (self.gte is None or value >= self.gte)
+            and (self.lt is None or value < self.lt)
+            and (self.lte is None or value <= self.lte)
+        )
+
+    def __str__(self) -> str:
+        ops = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+        return ",".join(f"{ops[k]}{v:g}" for k, v in self.model_dump(exclude_none=True).items())
+
+
+class TimeWindow(_Section):
+    start: str = Field(description="HH:MM, UTC.", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(
+        description="HH:MM, UTC; may be before start (wraps midnight).",
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+    )
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] | None = Field(
+        None, description="Weekdays (UTC) the window applies on; default every day."
+    )
+
+
+class Conditions(_Section):
+    """All conditions given must hold for a rule to match (none given: always matches)."""
+
+    pii: bool | list[str] | None = Field(
+        None, description="true: the prompt carries personal data; a list: one of these kinds."
+    )
+    prompt_tokens: Range | None = Field(None, description="Estimated prompt tokens.")
+    max_tokens: Range | None = Field(None, description="The request's max_tokens.")
+    complexity: Range | None = Field(None, description="The scorer's 0-1 difficulty estimate.")
+    local_saturated: bool | None = Field(
+        None, description="true: every local slot is busy (a new request would queue)."
+    )
+    local_queue: Range | None = Field(None, description="Requests waiting for a local slot.")
+    qps: Range | None = Field(None, description="Requests per second over the last 10 s.")
+    time_window: TimeWindow | None = Field(None, description="A UTC time window.")
+    tenant: list[str] | None = Field(None, description="The caller's tenant is one of these.")
+    header: dict[str, str] | None = Field(
+        None, description="Request headers that must be present with these values."
+    )
+
+
+class Overrides(_Section):
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    mask_pii: bool | None = Field(
+        None, description="Replace personal data with placeholders before the request leaves."
+    )
+    system_prompt: str | None = Field(None, description="A system message to put first.")
+
+
+class RuleSettings(_Section):
+    name: str
+    when: Conditions = Field(default_factory=Conditions)
+    target: str | list[str] = Field(
+        description="local, an upstream alias, a list (fallbacks in order), or reject."
+    )
+    message: str | None = Field(None, description="What a rejected client is told.")
+    overrides: Overrides | None = None
+
+
+class RouterSettings(_Section):
+    models: list[str] = Field(
+        default_factory=lambda: ["auto"], description="Model names that let the router decide."
+    )
+    cloud: str | None = Field(
+        None, description="Cloud alias the default policy uses; default: the first upstream's."
+    )
+    complexity_threshold: float = Field(
+        0.7, description="Default policy: at or above it, prefer the cloud.", ge=0, le=1
+    )
+    rules: list[RuleSettings] | None = Field(
+        None, description="Ordered rules, first match wins; unset: the default policy."
+    )
+
+
+class VariantSettings(_Section):
+    """One arm of an A/B experiment: the model it answers with, and its share of users."""
+
+    model: str = Field(
+        description="Model this variant answers with: local, an upstream alias, or a router "
+        "model such as auto."
+    )
+    weight: float = Field(
+        description="Share of users (0-1]; an experiment's weights sum to 1.", gt=0
+    )
+
+
+class ExperimentSettings(_Section):
+    """An A/B experiment: requests for the model named like it are split between variants.
+
+    Shape: ``experiments: {chat-ab: {variants: {control: {model: local, weight: 0.7},
+    lora: {model: local-lora, weight: 0.2}, cloud: {model: deepseek-chat, weight: 0.1}}}}``.
+    """
+
+    variants: dict[str, VariantSettings] = Field(
+        description="Variants by name, one of them `control` (the baseline others are tested "
+        "against); weights > 0 summing to 1."
+    )
+
+    @model_validator(mode="after")
+    def _check_variants(self) -> ExperimentSettings:
+        if "control" not in self.variants:
+            raise ValueError("an experiment needs a variant named `control`")
+        total = sum(v.weight for v in self.variants.values())
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"variant weights must sum to 1, not {total:g}")
+        for name in self.variants:
+            if not name or ":" in name:
+                raise ValueError(f"variant name {name!r} must be non-empty and without ':'")
+        return self

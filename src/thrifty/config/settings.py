@@ -1,0 +1,168 @@
+"""thrifty's settings: one pydantic-settings model.
+
+Sources, strongest first: keyword arguments (the CLI's flags), ``THRIFTY_*`` environment variables
+(nested fields with ``__``: ``THRIFTY_LOCAL__MODEL=gemma3-270m``), the YAML file named by
+``--config`` / ``THRIFTY_CONFIG`` (default ``./thrifty.yaml`` when it exists), then the defaults.
+Every field carries a description: ``thrifty config show --explain`` prints them, and
+``thrifty.example.yaml`` is written from them.
+
+Secrets are never written in the file itself: an upstream names the environment variable that
+holds its key (``api_key_env``), so ``config show`` and the logs never see it.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from thrifty.config.cache import CacheSettings
+from thrifty.config.costs import CostSettings
+from thrifty.config.limits import LimitsSettings
+from thrifty.config.local import LocalSettings
+from thrifty.config.routing import ExperimentSettings, RouterSettings
+from thrifty.config.safety import AuthSettings, ModerationSettings, PrivacySettings
+from thrifty.config.store import StoreSettings
+from thrifty.config.train import DistillSettings
+from thrifty.config.upstreams import DEEPSEEK_ALIASES, DEFAULT_DEEPSEEK_URL, UpstreamSettings
+
+
+class Settings(BaseSettings):
+    """Everything thrifty reads at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="THRIFTY_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8000, description="Port to listen on.")
+    workers: int = Field(
+        1,
+        description="Gateway processes sharing the port (`serve --workers`); they share one local "
+        "engine, the database, and Redis for limits.",
+        ge=1,
+    )
+    home: Path = Field(
+        default_factory=lambda: Path("~/.thrifty"),
+        description="Where thrifty keeps its database and models ($THRIFTY_HOME).",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level."
+    )
+    default_model: str = Field("local", description="Model used when a request names none.")
+    local: LocalSettings = Field(default_factory=LocalSettings)
+    upstreams: list[UpstreamSettings] = Field(
+        default_factory=list, description="Cloud and other OpenAI-compatible upstreams."
+    )
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    router: RouterSettings = Field(default_factory=RouterSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    costs: CostSettings = Field(default_factory=CostSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    moderation: ModerationSettings = Field(default_factory=ModerationSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    distill: DistillSettings = Field(default_factory=DistillSettings)
+    experiments: dict[str, ExperimentSettings] = Field(
+        default_factory=dict,
+        description="A/B experiments by name; a request for model NAME is assigned a variant "
+        "(sticky per user) and answered by that variant's model. Each: {variants: {control: "
+        "{model: local, weight: 0.9}, cloud: {model: deepseek-chat, weight: 0.1}}}.",
+    )
+    ssl_certfile: Path | None = Field(None, description="TLS certificate (PEM); serves HTTPS.")
+    ssl_keyfile: Path | None = Field(
+        None, description="TLS private key (PEM) for ssl_certfile; keep it mode 0600."
+    )
+    prices: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra or overriding price tables by model (same schema as the shipped ones).",
+    )
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @model_validator(mode="after")
+    def _add_deepseek(self) -> Settings:
+        """DEEPSEEK_API_KEY alone makes DeepSeek's API an upstream (DEEPSEEK_BASE_URL moves it)."""
+        if not os.environ.get("DEEPSEEK_API_KEY"):
+            return self
+        if any(a in u.models for u in self.upstreams for a in DEEPSEEK_ALIASES):
+            return self
+        self.upstreams.append(
+            UpstreamSettings(
+                name="deepseek",
+                base_url=os.environ.get("DEEPSEEK_BASE_URL") or DEFAULT_DEEPSEEK_URL,
+                api_key_env="DEEPSEEK_API_KEY",
+                models={a: a for a in DEEPSEEK_ALIASES},
+            )
+        )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings, _DatabaseUrlEnv(settings_cls)]
+        path = config_path()
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    @property
+    def database_url(self) -> str:
+        return self.store.database_url or f"sqlite:///{self.home / 'thrifty.db'}"
+
+
+class _DatabaseUrlEnv(PydanticBaseSettingsSource):
+    """``THRIFTY_DATABASE_URL``: the short name of ``store.database_url``.
+
+    It ranks with the environment: ``THRIFTY_STORE__DATABASE_URL`` (and a keyword argument) win
+    over it; it wins over the YAML file.
+    """
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        url = os.environ.get("THRIFTY_DATABASE_URL")
+        return {"store": {"database_url": url}} if url else {}
+
+
+_EXPLICIT_PATH: ContextVar[Path | None] = ContextVar("thrifty_config_path", default=None)
+
+
+def config_path() -> Path | None:
+    """The YAML file to read: --config, else $THRIFTY_CONFIG, else ./thrifty.yaml if present."""
+    named = _EXPLICIT_PATH.get() or os.environ.get("THRIFTY_CONFIG")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        return path
+    local = Path("thrifty.yaml")
+    return local if local.is_file() else None
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from an optional config file plus overrides (the CLI's flags)."""
+    token = _EXPLICIT_PATH.set(Path(config) if config is not None else None)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    finally:
+        _EXPLICIT_PATH.reset(token)
