@@ -172,8 +172,8 @@ def exact_lookup(runs: int = 5000) -> list[list[object]]:
     """The exact cache's own share of a hit: key, in-process get, decode (no HTTP, no gateway)."""
     from thrifty.backends import Target
     from thrifty.config import CacheSettings
+    from thrifty.context import RequestContext
     from thrifty.gateway.cache import ResponseCache
-    from thrifty.gateway.context import RequestContext
     from thrifty.gateway.metrics import Metrics
 
     target = Target("local", cast(Any, None), "smollm2-135m")

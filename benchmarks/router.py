@@ -24,7 +24,7 @@ from typing import Any
 
 from thrifty.backends import build_registry
 from thrifty.config import Settings
-from thrifty.gateway.context import RequestContext
+from thrifty.context import RequestContext
 from thrifty.gateway.pii import PIIDetector
 from thrifty.gateway.pipeline import Stage
 from thrifty.gateway.privacy import PIIScan, PrivacyGuard

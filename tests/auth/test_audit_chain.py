@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from support import database_url, free_port, query
 from thrifty.cli import main
-from thrifty.gateway.context import RequestContext
+from thrifty.context import RequestContext
 from thrifty.store.audit import (
     GENESIS,
     AuditEvent,

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from thrifty.backends import Target
+from thrifty.context import RequestContext
 from thrifty.errors import InvalidRequest
 from thrifty.gateway.cache.keys import (
     deterministic,
@@ -15,7 +16,6 @@ from thrifty.gateway.cache.keys import (
     request_keys,
     tenant_tag,
 )
-from thrifty.gateway.context import RequestContext
 
 LOCAL = Target("local", object(), "smollm2-135m")  # type: ignore[arg-type]
 CLOUD = Target("deepseek-chat", object(), "deepseek-chat", upstream="deepseek")  # type: ignore[arg-type]

@@ -17,9 +17,9 @@ from support import ThriftyServer, free_port
 from thrifty.backends import Reply, Target
 from thrifty.cli import main
 from thrifty.config import CacheSettings
+from thrifty.context import RequestContext
 from thrifty.gateway.cache import ResponseCache
 from thrifty.gateway.cache.redis import RedisStore
-from thrifty.gateway.context import RequestContext
 from thrifty.gateway.metrics import Metrics
 
 LOCAL = Target("local", object(), "smollm2-135m")  # type: ignore[arg-type]

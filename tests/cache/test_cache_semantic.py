@@ -22,11 +22,11 @@ import pytest
 
 from thrifty.backends import Reply, Target
 from thrifty.config import CacheSettings
+from thrifty.context import RequestContext
 from thrifty.gateway.cache import ResponseCache
 from thrifty.gateway.cache.guard import Signature, same_question
 from thrifty.gateway.cache.keys import request_keys
 from thrifty.gateway.cache.semantic import SemanticIndex
-from thrifty.gateway.context import RequestContext
 from thrifty.gateway.metrics import Metrics
 
 PAIRS = Path(__file__).resolve().parent.parent / "data" / "paraphrases.jsonl"

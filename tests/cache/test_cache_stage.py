@@ -9,10 +9,10 @@ import pytest
 
 from thrifty.backends import Reply, Target
 from thrifty.config import CacheSettings
+from thrifty.context import RequestContext
 from thrifty.errors import InvalidRequest
 from thrifty.gateway.cache import ResponseCache
 from thrifty.gateway.cache.memory import MemoryStore
-from thrifty.gateway.context import RequestContext
 from thrifty.gateway.metrics import Metrics
 
 LOCAL = Target("local", object(), "smollm2-135m")  # type: ignore[arg-type]

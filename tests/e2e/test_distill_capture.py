@@ -194,7 +194,7 @@ def _capture(tmp_path: Path, tenants: list[str]) -> Any:
 
 def _cloud_ctx(answer: str, **fields: Any) -> Any:
     from thrifty.backends import Target
-    from thrifty.gateway.context import RequestContext
+    from thrifty.context import RequestContext
 
     target = Target("cloud-chat", object(), "fake-chat", upstream="cloud")  # type: ignore[arg-type]
     ctx = RequestContext("chat", {"messages": [{"role": "user", "content": "hi"}]}, "x", False)

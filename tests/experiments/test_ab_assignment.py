@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from thrifty.backends import Registry, Target
 from thrifty.config import ExperimentSettings, Settings
-from thrifty.gateway.context import RequestContext
+from thrifty.context import RequestContext
 from thrifty.gateway.experiments import Experiment, Experiments, layout
 
 WEIGHTS = {"control": 0.7, "lora": 0.2, "cloud": 0.1}

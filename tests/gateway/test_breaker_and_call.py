@@ -10,10 +10,10 @@ import pytest
 
 from fakes.backends import IdleUpstream
 from thrifty.backends import Reply, StreamStats, Target
+from thrifty.context import RequestContext
 from thrifty.errors import InvalidRequest, Overloaded, UpstreamError, UpstreamTimeout
 from thrifty.gateway.breaker import CircuitBreaker, State
 from thrifty.gateway.call import Caller, backoff_s, upstream_body
-from thrifty.gateway.context import RequestContext
 
 
 class Clock:

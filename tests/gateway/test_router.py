@@ -10,9 +10,9 @@ import pytest
 
 from thrifty.backends import Registry, Target
 from thrifty.config import PrivacySettings, RouterSettings
+from thrifty.context import RequestContext
 from thrifty.errors import RouteRejected
 from thrifty.gateway.complexity import HeuristicScorer, estimate_tokens
-from thrifty.gateway.context import RequestContext
 from thrifty.gateway.pii import PIIDetector
 from thrifty.gateway.privacy import PIIScan, PrivacyGuard, StreamRestorer, unmask_payload
 from thrifty.gateway.route import ModelRoute

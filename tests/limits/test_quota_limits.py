@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from thrifty.config import LimitsSettings
+from thrifty.context import KeyPolicy, RequestContext
 from thrifty.errors import RateLimited
-from thrifty.gateway.context import KeyPolicy, RequestContext
 from thrifty.gateway.limits import Counters, InProcessCounters, Limiter, Refusal, Reservation
 from thrifty.gateway.limits_redis import RedisCounters
 
@@ -357,7 +357,7 @@ import asyncio, os, sys
 import redis.asyncio
 from thrifty.config import LimitsSettings
 from thrifty.errors import RateLimited
-from thrifty.gateway.context import KeyPolicy, RequestContext
+from thrifty.context import KeyPolicy, RequestContext
 from thrifty.gateway.limits import Limiter
 from thrifty.gateway.limits_redis import RedisCounters
 

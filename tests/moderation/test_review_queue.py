@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from support import database_url
 from thrifty.cli import main
 from thrifty.config import ModerationSettings
+from thrifty.context import RequestContext
 from thrifty.errors import ContentPolicyViolation
-from thrifty.gateway.context import RequestContext
 from thrifty.gateway.moderation import Moderation
 from thrifty.store.review import ReviewItem, ReviewQueue, ReviewStore
 

@@ -10,9 +10,9 @@ import pytest
 
 from thrifty.backends import Registry, Reply, Target
 from thrifty.config import Settings
+from thrifty.context import RequestContext
 from thrifty.errors import ContentPolicyViolation
 from thrifty.gateway.call import Caller
-from thrifty.gateway.context import RequestContext
 from thrifty.gateway.moderation import (
     ModelSelfCheck,
     Moderation,

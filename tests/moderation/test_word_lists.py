@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from thrifty.config import ModerationSettings
+from thrifty.context import RequestContext
 from thrifty.errors import ContentPolicyViolation
-from thrifty.gateway.context import RequestContext
 from thrifty.gateway.moderation import (
     Matcher,
     Moderation,

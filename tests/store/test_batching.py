@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from support import PostgresServer, free_port, postgres_server, query
-from thrifty.gateway.context import RequestContext
+from thrifty.context import RequestContext
 from thrifty.store.audit import AuditLog, verify
 from thrifty.store.db import connect
 from thrifty.store.request_log import RequestLog

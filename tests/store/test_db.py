@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from support import database_url, query
 from thrifty.cli import main
-from thrifty.gateway.context import RequestContext
+from thrifty.context import RequestContext
 from thrifty.store import pgsql
 from thrifty.store.audit import AuditLog, verify
 from thrifty.store.db import (

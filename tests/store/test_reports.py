@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from support import database_url
-from thrifty.gateway.context import RequestContext
+from thrifty.context import RequestContext
 from thrifty.store.db import Connection, connect
 from thrifty.store.migrations import migrate
 from thrifty.store.reports import (

@@ -95,7 +95,7 @@ def test_the_request_log_replays_what_a_killed_process_acknowledged(tmp_path: Pa
         import os, signal, sys
         from pathlib import Path
         sys.path.insert(0, {SRC!r})
-        from thrifty.gateway.context import RequestContext
+        from thrifty.context import RequestContext
         from thrifty.store.request_log import RequestLog
         log = RequestLog({url!r}, spool=Path({str(spool)!r}), flush_interval_s=3600)
         log.open()

@@ -21,11 +21,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from thrifty.api.auth import may
 from thrifty.api.openai import validation_error
 from thrifty.api.responses import json_response
+from thrifty.context import KeyPolicy, may
 from thrifty.errors import InvalidRequest, NotFound, PermissionDenied, ThriftyError
-from thrifty.gateway.context import KeyPolicy
 from thrifty.store.audit import AuditEvent
 from thrifty.store.keys import KeySpec, Role, parse_expires, parse_list
 

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from thrifty import __version__
 from thrifty.api.admin import KeyAdmin
-from thrifty.api.auth import Admit, Authenticator, ScopeTargets
+from thrifty.api.auth import Authenticator
 from thrifty.api.feedback import feedback_endpoint
 from thrifty.api.openai import OpenAIService
 from thrifty.api.openapi import openapi_schema
@@ -32,6 +32,7 @@ from thrifty.backends import Registry, build_registry
 from thrifty.config import Settings
 from thrifty.costs.pricebook import PriceBook
 from thrifty.errors import MethodNotAllowed, NotFound, ThriftyError
+from thrifty.gateway.access import Admit, ScopeTargets
 from thrifty.gateway.breaker import CircuitBreaker
 from thrifty.gateway.cache import ResponseCache
 from thrifty.gateway.call import Caller

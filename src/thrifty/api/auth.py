@@ -12,11 +12,8 @@ With no keys in the store at all, thrifty serves without authentication, but onl
 loopback address; bound anywhere else it refuses to start. Once a key exists, revoked or not,
 every call needs one.
 
-Authorization: each role allows some actions (`ROLE_ACTIONS`). Two gateway stages apply a key to
-a request: `Admit` runs first (viewers may not call models; a key limited to some models may not
-ask for another by name) and `ScopeTargets` runs after routing, narrowing the router's choice and
-its fallbacks to the places the key may use (a key limited to `local` asking for `auto` is
-answered locally or refused).
+Authorization: each role allows some actions (`thrifty.context.ROLE_ACTIONS`); the gateway's
+access stages (`thrifty.gateway.access`) apply a key to a request.
 """
 
 from __future__ import annotations
@@ -31,19 +28,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from thrifty.backends import Registry, Reply
 from thrifty.config import AuthSettings, Settings
+from thrifty.context import KeyPolicy, may
 from thrifty.errors import AuthenticationError, PermissionDenied
-from thrifty.gateway.context import KeyPolicy, RequestContext
 from thrifty.store.keys import KeySnapshot, KeyStore, hash_secret
 
 logger = logging.getLogger(__name__)
 
-ROLE_ACTIONS: dict[str, frozenset[str]] = {
-    "admin": frozenset({"call", "manage_keys", "read_all_usage", "read_own_usage"}),
-    "user": frozenset({"call", "read_own_usage"}),
-    "viewer": frozenset({"read_own_usage"}),
-}
 _MISSING = (
     "You didn't provide an API key. Send it in an Authorization header using Bearer auth "
     "(Authorization: Bearer sk-...) or in an api-key header."
@@ -55,10 +46,6 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 class ExposureError(RuntimeError):
     """Serving without keys on an address others can reach."""
-
-
-def may(key: KeyPolicy, action: str) -> bool:
-    return action in ROLE_ACTIONS.get(key.role, frozenset())
 
 
 def caller_fields(key: KeyPolicy | None) -> dict[str, Any]:
@@ -217,54 +204,3 @@ class Authenticator:
             return await handler(request)
 
         return guarded
-
-
-class Admit:
-    """First stage: a viewer may not call models; a limited key may not name a model it lacks."""
-
-    def __init__(self, registry: Registry, router_models: frozenset[str]) -> None:
-        self.registry = registry
-        self.router_models = router_models
-
-    async def __call__(self, ctx: RequestContext) -> Reply | None:
-        key = ctx.key
-        if key is None:
-            return None
-        if not may(key, "call"):
-            raise PermissionDenied(f"a {key.role} key may read usage but not call models")
-        allowed = key.models
-        if allowed is None or ctx.model in allowed or ctx.model in self.router_models:
-            return None
-        target = self.registry.resolve(ctx.model)
-        if target is not None and target.route not in allowed:  # unknown names get their 404
-            raise PermissionDenied(
-                f"this API key may not use the model `{ctx.model}`; "
-                f"it may use: {', '.join(sorted(allowed))}",
-                param="model",
-            )
-        return None
-
-
-class ScopeTargets:
-    """After routing: keep only the targets (first choice and fallbacks) the key may use."""
-
-    def __init__(self, router_models: frozenset[str]) -> None:
-        self.router_models = router_models
-
-    async def __call__(self, ctx: RequestContext) -> Reply | None:
-        key = ctx.key
-        if key is None or key.models is None or not ctx.targets:
-            return None
-        if ctx.model in key.models and ctx.model not in self.router_models:
-            return None  # asked for by a name the key lists
-        kept = [t for t in ctx.targets if t.route in key.models]
-        if not kept:
-            raise PermissionDenied(
-                f"this API key may not use `{ctx.targets[0].route}`, where this request "
-                f"would go; it may use: {', '.join(sorted(key.models))}",
-                param="model",
-            )
-        if len(kept) != len(ctx.targets):
-            ctx.targets = kept
-            ctx.route = kept[0].route
-        return None

@@ -22,9 +22,9 @@ from thrifty.api.protocol import ChatCompletionRequest, CompletionRequest
 from thrifty.api.responses import SSE_DONE, SSEResponse, error_response, json_response, sse_event
 from thrifty.backends import Reply, StreamStats
 from thrifty.backends.base import Endpoint
+from thrifty.context import RequestContext
 from thrifty.costs.money import format_nanos
 from thrifty.errors import InvalidRequest, ModelNotFound, PayloadTooLarge, ThriftyError
-from thrifty.gateway.context import RequestContext
 from thrifty.gateway.privacy import StreamRestorer, unmask_payload
 
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from thrifty.api.auth import may
 from thrifty.api.responses import json_response
+from thrifty.context import may
 from thrifty.costs.money import CURRENCIES
 from thrifty.errors import InvalidRequest
 from thrifty.store.reports import GROUPINGS, Grouping, load_usage, parse_since, report_dict

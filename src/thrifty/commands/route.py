@@ -73,7 +73,7 @@ def explain(
 
 async def _decide(settings: Any, body: dict[str, Any], tenant: str) -> dict[str, Any]:
     from thrifty.backends import build_registry
-    from thrifty.gateway.context import RequestContext
+    from thrifty.context import RequestContext
     from thrifty.gateway.pii import PIIDetector
     from thrifty.gateway.pipeline import Stage
     from thrifty.gateway.privacy import PIIScan, PrivacyGuard

@@ -16,9 +16,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 from thrifty.backends import Reply, StreamStats, Target
+from thrifty.context import RequestContext
 from thrifty.errors import Overloaded, ThriftyError, UpstreamError, UpstreamUnavailable
 from thrifty.gateway.breaker import CircuitBreaker
-from thrifty.gateway.context import RequestContext
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from thrifty.backends import Reply
 from thrifty.config import Settings
-from thrifty.gateway.context import RequestContext
+from thrifty.context import RequestContext
 from thrifty.gateway.pii import PIIDetector
 from thrifty.store.samples import Sample, SampleLog
 

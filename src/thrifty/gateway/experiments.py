@@ -33,7 +33,7 @@ from hashlib import blake2b
 
 from thrifty.backends import Registry, Reply
 from thrifty.config import ExperimentSettings
-from thrifty.gateway.context import RequestContext
+from thrifty.context import RequestContext
 
 USER_HEADER = "x-thrifty-user"
 _SCALE = 1 << 64  # the hash's 8 bytes as an integer in [0, 2**64)

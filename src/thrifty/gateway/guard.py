@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from thrifty.backends import Reply
 from thrifty.config import LimitsSettings
+from thrifty.context import RequestContext
 from thrifty.errors import InvalidRequest
-from thrifty.gateway.context import RequestContext
 
 
 class Guard:

@@ -40,10 +40,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from thrifty.backends import Reply
 from thrifty.config import LimitsSettings, QuotaLimits
+from thrifty.context import KeyPolicy, RequestContext
 from thrifty.costs.money import convert_nanos, format_nanos, to_nanos
 from thrifty.costs.usage import TokenUsage
 from thrifty.errors import RateLimited, ThriftyError
-from thrifty.gateway.context import KeyPolicy, RequestContext
 from thrifty.gateway.router import prompt_tokens
 
 if TYPE_CHECKING:

@@ -15,10 +15,10 @@ from decimal import Decimal
 
 from thrifty.backends import Registry
 from thrifty.config import CostSettings
+from thrifty.context import RequestContext
 from thrifty.costs.money import convert_nanos
 from thrifty.costs.pricebook import PriceBook
 from thrifty.costs.usage import TokenUsage
-from thrifty.gateway.context import RequestContext
 
 
 class Meter:

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from thrifty.backends import Reply
 from thrifty.config import ModerationSettings, SelfCheckSettings, WordListSettings
+from thrifty.context import RequestContext
 from thrifty.errors import ContentPolicyViolation
-from thrifty.gateway.context import RequestContext
 from thrifty.gateway.pii import iter_message_texts, rewrite_message_texts
 from thrifty.store.review import ReviewItem
 

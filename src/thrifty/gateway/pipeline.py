@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
 
 from thrifty.backends import Reply, StreamStats
+from thrifty.context import RequestContext
 from thrifty.gateway.call import Caller
-from thrifty.gateway.context import RequestContext
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from thrifty.backends import Registry, Reply
 from thrifty.config import PrivacySettings
+from thrifty.context import RequestContext
 from thrifty.errors import RouteRejected
-from thrifty.gateway.context import RequestContext
 from thrifty.gateway.pii import Masker, PIIDetector, StreamUnmasker, unmask
 
 

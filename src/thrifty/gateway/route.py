@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from thrifty.backends import Registry, Reply
+from thrifty.context import RequestContext
 from thrifty.errors import ModelNotFound
-from thrifty.gateway.context import RequestContext
 
 
 class ModelRoute:

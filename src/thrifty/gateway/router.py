@@ -28,9 +28,9 @@ from thrifty.config import (
     RuleSettings,
     TimeWindow,
 )
+from thrifty.context import RequestContext
 from thrifty.errors import InvalidRequest, RouteRejected
 from thrifty.gateway.complexity import HeuristicScorer, Scorer, estimate_tokens
-from thrifty.gateway.context import RequestContext
 from thrifty.gateway.pii import iter_message_texts
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from thrifty.gateway.context import RequestContext
+from thrifty.context import RequestContext
 from thrifty.store.batching import BatchWriter
 from thrifty.store.db import Connection, storable_text
 

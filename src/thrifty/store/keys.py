@@ -28,8 +28,8 @@ from typing import Any, Literal
 
 import orjson
 
+from thrifty.context import KeyPolicy
 from thrifty.costs.money import format_nanos, to_nanos
-from thrifty.gateway.context import KeyPolicy
 from thrifty.store.audit import AuditEvent, append, detail
 from thrifty.store.db import Connection, TransientError, connect
 from thrifty.store.migrations import migrate

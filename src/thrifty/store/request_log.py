@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from thrifty.gateway.context import RequestContext
+from thrifty.context import RequestContext
 from thrifty.store.batching import BatchWriter
 from thrifty.store.db import Connection
 from thrifty.store.spool import Spool

@@ -21,8 +21,8 @@ from typing import Any
 
 import orjson
 
+from thrifty.context import RequestContext
 from thrifty.errors import InvalidRequest
-from thrifty.gateway.context import RequestContext
 
 _VERSION = 1  # bump when the key material changes: old entries then simply stop matching
 # Body fields that change how an answer is delivered or billed, not what it says.

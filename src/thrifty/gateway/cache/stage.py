@@ -35,13 +35,13 @@ import orjson
 
 from thrifty.backends import Reply
 from thrifty.config import CacheSettings
+from thrifty.context import RequestContext
 from thrifty.gateway.cache.base import Backend
 from thrifty.gateway.cache.guard import Signature
 from thrifty.gateway.cache.keys import RequestKeys, deterministic, directives, request_keys
 from thrifty.gateway.cache.memory import MemoryStore
 from thrifty.gateway.cache.metrics import CacheMetrics
 from thrifty.gateway.cache.redis import RedisStore, VectorRecord
-from thrifty.gateway.context import RequestContext
 from thrifty.gateway.metrics import Metrics
 
 if TYPE_CHECKING:

@@ -35,6 +35,17 @@ class KeyPolicy:
     tags: frozenset[str] = frozenset()
 
 
+ROLE_ACTIONS: dict[str, frozenset[str]] = {
+    "admin": frozenset({"call", "manage_keys", "read_all_usage", "read_own_usage"}),
+    "user": frozenset({"call", "read_own_usage"}),
+    "viewer": frozenset({"read_own_usage"}),
+}
+
+
+def may(key: KeyPolicy, action: str) -> bool:
+    return action in ROLE_ACTIONS.get(key.role, frozenset())
+
+
 @dataclass(slots=True)
 class RequestContext:
     endpoint: Endpoint
