@@ -169,6 +169,12 @@ def _has(module: str) -> bool:
     show_default="$THRIFTY_URL or http://127.0.0.1:8000/v1",
     help="The thrifty (or any OpenAI-compatible) endpoint.",
 )
+@click.option(
+    "--api-key",
+    envvar=["THRIFTY_API_KEY", "OPENAI_API_KEY"],
+    show_envvar=True,
+    help="The key to send (needed once the gateway has keys: `thrifty keys create`).",
+)
 @click.option("--show-route", is_flag=True, help="Print where the answer came from, and its cost.")
 def chat(
     prompt: str | None,
@@ -177,6 +183,7 @@ def chat(
     max_tokens: int,
     temperature: float | None,
     url: str,
+    api_key: str | None,
     show_route: bool,
 ) -> None:
     """Ask one question; the answer streams to the terminal.
@@ -186,6 +193,7 @@ def chat(
       thrifty chat "What is the capital of France?"
       thrifty chat -m deepseek-chat --system "Answer in one line." "为什么天空是蓝色的？"
       echo "Summarize: ..." | thrifty chat
+      thrifty chat --api-key sk-... "你好"   (or THRIFTY_API_KEY=sk-...)
     """
     from thrifty.client import stream_chat
 
@@ -199,7 +207,6 @@ def chat(
     body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
     if temperature is not None:
         body["temperature"] = temperature
-    api_key = os.environ.get("THRIFTY_API_KEY") or os.environ.get("OPENAI_API_KEY")
     try:
         info = stream_chat(url, body, api_key, lambda text: click.echo(text, nl=False))
     except ConnectionError as exc:
@@ -207,7 +214,8 @@ def chat(
             f"{exc}. Is the server running? Start it with `thrifty serve` (or `make run`)."
         ) from None
     except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from None
+        hint = " Pass --api-key (or set THRIFTY_API_KEY)." if "HTTP 401" in str(exc) else ""
+        raise click.ClickException(f"{exc}{hint if not api_key else ''}") from None
     click.echo()
     if show_route:
         click.echo(

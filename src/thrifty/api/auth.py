@@ -8,9 +8,15 @@ by the CLI from another process): it reads that one row every `auth.refresh_s` s
 the dict's reference is atomic, so the event loop never takes a lock. Looking a hash up in a dict
 is not a timing oracle worth guarding: the caller does not choose the hash they present.
 
-With no keys in the store at all, thrifty serves without authentication, but only bound to a
-loopback address; bound anywhere else it refuses to start. Once a key exists, revoked or not,
-every call needs one.
+`auth.mode` says when a call needs a key, and start-up says which in one log line:
+- `auto` (the default): with no keys in the store at all, thrifty serves without authentication,
+  but only bound to a loopback address (anywhere else it refuses to start). Once a key exists,
+  revoked or not, every call needs one: a gateway that has handed out keys never silently
+  reopens because the last one was revoked.
+- `required`: every call needs a key, from the start (with none yet, every call gets a 401 that
+  says how to make one), on any address.
+- `off`: no call needs a key, whatever the store holds; refused on a non-loopback address. The
+  admin endpoints still need an admin key.
 
 Authorization: each role allows some actions (`thrifty.context.ROLE_ACTIONS`); the gateway's
 access stages (`thrifty.gateway.access`) apply a key to a request.
@@ -64,9 +70,17 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve anywhere
 
 
-def exposure_problem(host: str, keys: int) -> str | None:
-    """Why serving on `host` with `keys` keys would be unsafe, or None."""
-    if keys or is_loopback(host):
+def exposure_problem(host: str, keys: int, mode: str = "auto") -> str | None:
+    """Why serving on `host` with `keys` keys under `auth.mode` would be unsafe, or None."""
+    if mode == "required" or is_loopback(host):
+        return None
+    if mode == "off":
+        return (
+            f"refusing to serve on {host} with auth.mode off: anyone who can reach it could use "
+            "your models. Bind to 127.0.0.1, or set auth.mode to auto or required and create a "
+            "key (thrifty keys create --tenant NAME --role admin)."
+        )
+    if keys:
         return None
     return (
         f"refusing to serve on {host} without API keys: anyone who can reach it could use "
@@ -79,7 +93,7 @@ def check_exposure(settings: Settings) -> None:
     """The start-up refusal, for the CLI to give before loading anything."""
     settings.home.mkdir(parents=True, exist_ok=True)
     with KeyStore(settings.database_url) as store:
-        problem = exposure_problem(settings.host, store.count())
+        problem = exposure_problem(settings.host, store.count(), settings.auth.mode)
     if problem:
         raise ExposureError(problem)
 
@@ -105,6 +119,7 @@ class Authenticator:
     ) -> None:
         self.store = store
         self.refresh_s = settings.refresh_s
+        self.mode = settings.mode
         self.host = host
         self.clock = clock
         self._keys = KeySnapshot(-1, {}, frozenset(), 0)
@@ -114,23 +129,36 @@ class Authenticator:
 
     @property
     def required(self) -> bool:
-        """Whether calls need a key (false only while the store has no keys at all)."""
-        return self._keys.count > 0
+        """Whether calls need a key: always (required), never (off), once one exists (auto)."""
+        if self.mode == "auto":
+            return self._keys.count > 0
+        return self.mode == "required"
+
+    def describe(self) -> str:
+        """What `auth.mode` means for this gateway now, in one line (logged at start)."""
+        active = len(self._keys.active)
+        if self.mode == "off":
+            return (
+                f"auth.mode off: accepting unauthenticated calls on loopback {self.host} only; "
+                "admin endpoints still need an admin key"
+            )
+        if self.mode == "required":
+            return f"auth.mode required: every call needs an API key ({active} active)"
+        if self.required:
+            return f"auth.mode auto: every call needs an API key ({active} active)"
+        return (
+            f"auth.mode auto: no API keys: accepting unauthenticated calls on loopback "
+            f"{self.host} only, until `thrifty keys create` makes the first; from then on "
+            "every call needs a key"
+        )
 
     def open(self) -> None:
         """Load the keys; refuse an exposed keyless start; watch for changes from elsewhere."""
         self.reload()
-        problem = exposure_problem(self.host, self._keys.count)
+        problem = exposure_problem(self.host, self._keys.count, self.mode)
         if problem:
             raise ExposureError(problem)
-        if self.required:
-            logger.info("API keys required: %d active", len(self._keys.active))
-        else:
-            logger.warning(
-                "no API keys: accepting unauthenticated calls on loopback %s only; "
-                "`thrifty keys create` makes the first and turns authentication on",
-                self.host,
-            )
+        logger.log(logging.INFO if self.required else logging.WARNING, "%s", self.describe())
         self._stop.clear()
         self._watcher = threading.Thread(target=self._watch, name="key-watcher", daemon=True)
         self._watcher.start()
@@ -147,8 +175,10 @@ class Authenticator:
         with self._reloading:
             before = self._keys
             self._keys = self.store.snapshot()
-        if before.version >= 0 and before.count == 0 and self.required:
-            logger.warning("API keys now exist: every call needs one from here on")
+        if self.mode == "auto" and before.version >= 0 and before.count == 0 and self.required:
+            logger.warning(
+                "auth.mode auto: the first API key exists: every call needs one from here on"
+            )
 
     def _watch(self) -> None:
         while not self._stop.wait(self.refresh_s):
@@ -161,9 +191,18 @@ class Authenticator:
 
     def authenticate(self, headers: Mapping[str, str]) -> KeyPolicy | None:
         """The caller's key; None when serving without keys. Raises AuthenticationError (401)."""
-        keys = self._keys
-        if keys.count == 0:
+        if not self.required:
             return None
+        if self._keys.count == 0:  # auth.mode required before any key exists
+            raise AuthenticationError(
+                "This gateway needs an API key on every call (auth.mode: required) and none "
+                "exist yet: create one with `thrifty keys create --tenant NAME`.",
+                headers=_CHALLENGE,
+            )
+        return self._lookup(headers)
+
+    def _lookup(self, headers: Mapping[str, str]) -> KeyPolicy:
+        keys = self._keys
         secret = presented_secret(headers)
         if not secret:
             message = "Incorrect API key provided." if secret == "" else _MISSING
@@ -180,14 +219,13 @@ class Authenticator:
 
     def identify(self, headers: Mapping[str, str]) -> KeyPolicy:
         """The caller's key, even while serving without keys (then: 401 saying how to make one)."""
-        key = self.authenticate(headers)
-        if key is None:
-            raise AuthenticationError(
-                "This endpoint needs an API key and none exist yet: create one with "
-                "`thrifty keys create --tenant NAME --role admin`.",
-                headers=_CHALLENGE,
-            )
-        return key
+        if self._keys.count:
+            return self._lookup(headers)
+        raise AuthenticationError(
+            "This endpoint needs an API key and none exist yet: create one with "
+            "`thrifty keys create --tenant NAME --role admin`.",
+            headers=_CHALLENGE,
+        )
 
     def require(self, headers: Mapping[str, str], action: str) -> KeyPolicy:
         """A key whose role allows `action`: 401 without a good key, 403 for the wrong role."""

@@ -33,6 +33,25 @@ def _store(config: str | None) -> KeyStore:
     return KeyStore(_settings(config).database_url)
 
 
+def what_changes(mode: str, keys_before: int, refresh_s: float) -> str:
+    """What making one more key changes for the gateways on this store, in a sentence."""
+    within = f"within {refresh_s:g}s"
+    if mode == "off":
+        return (
+            "auth.mode is off: calls need no key; this one opens the admin endpoints (and "
+            "counts once auth.mode is auto or required)."
+        )
+    if mode == "required":
+        return f"Gateways on this store accept it {within} (auth.mode required)."
+    if keys_before == 0:
+        return (
+            "This is the first key: from now on every call to a gateway on this store needs "
+            f"one (auth.mode auto; running gateways switch {within}). Revoking keys does not "
+            "switch back; auth.mode off does, on 127.0.0.1 only."
+        )
+    return f"Every call already needs a key (auth.mode auto); gateways accept this one {within}."
+
+
 def _when(ts: float | None) -> str:
     if ts is None:
         return "never"
@@ -114,14 +133,21 @@ def create(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    with _store(config) as store:
+    from thrifty.cli import _settings
+    from thrifty.store.keys import KeyStore
+
+    settings = _settings(config)
+    with KeyStore(settings.database_url) as store:
+        before = store.count()
         record, secret = store.create(spec, cli_actor())
+    change = what_changes(settings.auth.mode, before, settings.auth.refresh_s)
     if as_json:
         click.echo(orjson.dumps({**record.public(), "secret": secret}).decode())
+        click.echo(change, err=True)
         return
     click.echo(
         f"{record.id}: tenant {tenant}, role {role}. The secret below is shown only now; "
-        "store it safely.",
+        f"store it safely. {change}",
         err=True,
     )
     click.echo(secret)
@@ -134,14 +160,25 @@ def list_keys(config: str | None, as_json: bool) -> None:
     """List keys (never their secrets)."""
     import orjson
 
-    with _store(config) as store:
+    from thrifty.cli import _settings
+    from thrifty.store.keys import KeyStore
+
+    settings = _settings(config)
+    with KeyStore(settings.database_url) as store:
         records: list[KeyRecord] = store.records()
     if as_json:
         for record in records:
             click.echo(orjson.dumps(record.public()).decode())
         return
     if not records:
-        click.echo("no keys: the gateway serves without authentication, on loopback only")
+        click.echo(
+            {
+                "auto": "no keys: gateways serve without authentication, on loopback only, "
+                "until the first is created (auth.mode auto)",
+                "required": "no keys: gateways refuse every call (auth.mode required)",
+                "off": "no keys: gateways serve without authentication (auth.mode off)",
+            }[settings.auth.mode]
+        )
         return
     rows = [("ID", "TENANT", "ROLE", "STATUS", "MODELS", "LIMITS", "EXPIRES", "CREATED")]
     for record in records:

@@ -22,6 +22,13 @@ class PrivacySettings(_Section):
 class AuthSettings(_Section):
     """API keys (`thrifty keys create`) and the audit log."""
 
+    mode: Literal["auto", "required", "off"] = Field(
+        "auto",
+        description="auto: without keys on a loopback address until the first key is created, "
+        "every call needs a key from then on (revoking keys does not reopen it), and no start "
+        "on another address before a key exists; required: every call needs a key; off: no "
+        "call needs one (admin endpoints still do), refused on a non-loopback address.",
+    )
     refresh_s: float = Field(
         2.0,
         description="How often a gateway checks the key store for keys changed by another "
