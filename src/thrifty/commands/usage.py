@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +16,7 @@ import click
 from thrifty.commands.options import config_option
 
 if TYPE_CHECKING:
-    from thrifty.store.reports import Bucket, UsageReport
+    from thrifty.store.reports import UsageReport
 
 _EPILOG = """\b
 Examples:
@@ -42,9 +42,6 @@ _TABLE = (
     ("latency_p50_ms", "p50 ms"),
     ("latency_p95_ms", "p95 ms"),
 )
-_ROUTE_COLORS = {"cache": "#4c72b0", "local": "#1b9e77", "": "#999999"}
-_OTHER_COLORS = ("#d95f02", "#7570b3", "#e7298a", "#e6ab02", "#a6761d", "#666666")
-_BUCKET_NAMES = {60: "minute", 300: "5 min", 900: "15 min", 3600: "hour", 86400: "day"}
 
 
 def _when(ts: float | None) -> str:
@@ -144,99 +141,6 @@ def _window(since: str, until: str | None, now: float) -> tuple[float, float | N
 # -- the plot -------------------------------------------------------------------------------------
 
 
-def _places(largest: float) -> int:
-    """Decimals that show about three significant digits of amounts up to ``largest``."""
-    if largest <= 0:
-        return 2
-    digits = 0
-    while largest < 100 and digits < 9:
-        largest *= 10
-        digits += 1
-    return max(digits, 2) if digits else 0
-
-
-def write_png(
-    report: UsageReport,
-    series: list[Bucket],
-    bucket: int,
-    path: Path,
-    currency: str,
-    cny_per_usd: Decimal,
-) -> None:
-    """Cumulative cost vs the all-cloud baseline above, requests per route per bucket below."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import FuncFormatter, MaxNLocator
-    except ModuleNotFoundError:
-        raise click.ClickException(
-            "plotting needs matplotlib: pip install 'thrifty[plot]'"
-        ) from None
-    from thrifty.costs.money import convert_nanos, to_decimal
-
-    def amount(nanos: int) -> float:
-        return float(to_decimal(convert_nanos(nanos, "USD", currency, cny_per_usd=cny_per_usd)))
-
-    width = timedelta(seconds=bucket)
-    edges = [datetime.fromtimestamp(series[0].start, UTC)]
-    edges += [datetime.fromtimestamp(b.start, UTC) + width for b in series]
-    cost, baseline = [0.0], [0.0]
-    running_cost = running_baseline = 0
-    for b in series:
-        running_cost += b.cost_nanos
-        running_baseline += b.baseline_nanos
-        cost.append(amount(running_cost))
-        baseline.append(amount(running_baseline))
-
-    figure = Figure(figsize=(10, 7), dpi=110, layout="constrained")
-    FigureCanvasAgg(figure)
-    money, mix = figure.subplots(2, 1, sharex=True, height_ratios=[3, 2])
-
-    money.plot(edges, baseline, label="all-cloud baseline", color="#d95f02", ls="--", lw=2)
-    money.plot(edges, cost, label="actual cost", color="#1b9e77", lw=2.5)
-    money.fill_between(edges, cost, baseline, color="#1b9e77", alpha=0.12, label="saved")
-    places = _places(max(baseline[-1], cost[-1]))
-    money.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.{places}f}"))
-    money.set_ylabel(f"cumulative cost ({currency})")
-    money.set_ylim(bottom=0)
-    money.grid(alpha=0.3)
-    money.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
-    total = report.total
-    money.set_title(
-        f"thrifty usage {_when(report.since)} → {_when(report.until)} UTC: "
-        f"{total.requests:,} requests\n"
-        f"spent {amount(total.cost_nanos):,.{places}f} {currency} against "
-        f"{amount(total.baseline_nanos):,.{places}f} all-cloud; "
-        f"saved {amount(total.saved_nanos):,.{places}f}",
-        fontsize=11,
-    )
-
-    counts: dict[str, int] = {}
-    for b in series:
-        for route, n in b.requests.items():
-            counts[route] = counts.get(route, 0) + n
-    others = iter(_OTHER_COLORS * (1 + len(counts) // len(_OTHER_COLORS)))
-    bottom = [0] * len(series)
-    starts = edges[:-1]
-    for route in sorted(counts, key=lambda r: (-counts[r], r)):
-        heights = [b.requests.get(route, 0) for b in series]
-        color = _ROUTE_COLORS.get(route) or next(others)
-        label = route or "refused"
-        mix.bar(starts, heights, width * 0.9, bottom=bottom, align="edge", label=label, color=color)
-        bottom = [low + high for low, high in zip(bottom, heights, strict=True)]
-    per = _BUCKET_NAMES.get(bucket, f"{bucket // 3600} h" if bucket < 86400 else "week")
-    mix.set_ylabel(f"requests per {per}")
-    mix.yaxis.set_major_locator(MaxNLocator(integer=True))
-    mix.grid(alpha=0.3, axis="y")
-    mix.legend(loc="upper left", bbox_to_anchor=(1.01, 1), title="route", fontsize=9)
-    locator = AutoDateLocator()
-    mix.xaxis.set_major_locator(locator)
-    mix.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    mix.set_xlim(edges[0], edges[-1])
-    figure.savefig(path, format="png")
-
-
 def _plot(url: str, report: UsageReport, path: Path, currency: str, cny_per_usd: Decimal) -> None:
     from thrifty.store.db import connect
     from thrifty.store.reports import auto_bucket, time_span, timeseries
@@ -249,7 +153,12 @@ def _plot(url: str, report: UsageReport, path: Path, currency: str, cny_per_usd:
         series = timeseries(conn, report.since, bucket, report.until)
     finally:
         conn.close()
-    write_png(report, series, bucket, path, currency, cny_per_usd)
+    from thrifty.costs.plot import MissingExtra, write_usage_png
+
+    try:
+        write_usage_png(report, series, bucket, path, currency, cny_per_usd)
+    except MissingExtra as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # -- the command ----------------------------------------------------------------------------------

@@ -144,7 +144,9 @@ def json_schema(answer: str, expected: Any) -> Verdict:
     try:
         import jsonschema
     except ModuleNotFoundError:
-        msg = "the json-schema scorer needs jsonschema: pip install 'thrifty[eval]'"
+        from thrifty.extras import install_hint
+
+        msg = f"the json-schema scorer needs jsonschema: {install_hint('eval')}"
         raise RuntimeError(msg) from None
     try:
         value = extract_json(answer)

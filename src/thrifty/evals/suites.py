@@ -71,9 +71,12 @@ class Suite:
 
 def package_file(package: str, relative: str) -> Path:
     """A data file inside an installed package, found without importing the package."""
+    from thrifty.extras import NO_DEPS, install_hint, no_deps_hint
+
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise SuiteError(f"package {package!r} is not installed: pip install 'thrifty[eval]'")
+        how = no_deps_hint(package) if package in NO_DEPS else install_hint("eval")
+        raise SuiteError(f"package {package!r} is not installed: {how}")
     path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.is_file():
         raise SuiteError(f"{path} is missing from the installed {package!r}")
