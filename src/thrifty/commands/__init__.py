@@ -12,6 +12,7 @@ def register(main: click.Group) -> None:
     from thrifty.commands.bench import bench
     from thrifty.commands.cache import cache
     from thrifty.commands.distill import distill
+    from thrifty.commands.doctor import doctor
     from thrifty.commands.eval import eval_group
     from thrifty.commands.export import export, quantize
     from thrifty.commands.finetune import finetune
@@ -28,6 +29,7 @@ def register(main: click.Group) -> None:
     main.add_command(bench)
     main.add_command(cache)
     main.add_command(distill)
+    main.add_command(doctor)
     main.add_command(eval_group)
     main.add_command(export)
     main.add_command(finetune)
