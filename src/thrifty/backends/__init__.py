@@ -13,6 +13,7 @@ from thrifty.backends.vllm import VLLMBackend
 from thrifty.config import Settings
 
 __all__ = [
+    "CAPABILITIES",
     "Backend",
     "Registry",
     "Reply",
@@ -23,6 +24,11 @@ __all__ = [
 ]
 
 
+CAPABILITIES = frozenset({"tools", "vision", "json_schema", "embeddings"})
+# llama-server: tools through the grammar path (backends/tools.py), response_format natively
+LOCAL_CAPABILITIES = frozenset({"tools", "json_schema"})
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """A place an answer can come from: its route name, backend, and the model name it expects."""
@@ -31,6 +37,7 @@ class Target:
     backend: Backend
     model: str
     upstream: str | None = None  # upstream's name (for breakers and metrics); None for local
+    capabilities: frozenset[str] = CAPABILITIES  # features it can honour (routing skips others)
 
 
 class Registry:
@@ -70,7 +77,10 @@ def build_registry(settings: Settings) -> Registry:
         backend = local_engine(settings)
         name = backend.name
         registry.local = backend
-        registry.add(["local", name, *local.aliases], Target("local", backend, name))
+        caps = LOCAL_CAPABILITIES if local.engine == "llama.cpp" else frozenset({"json_schema"})
+        registry.add(
+            ["local", name, *local.aliases], Target("local", backend, name, capabilities=caps)
+        )
     for up in settings.upstreams:
         client = OpenAICompatBackend(
             up.name,
@@ -79,6 +89,9 @@ def build_registry(settings: Settings) -> Registry:
             connect_timeout_s=up.connect_timeout_s,
             timeout_s=up.timeout_s,
         )
+        caps = CAPABILITIES if up.capabilities is None else frozenset(up.capabilities)
         for alias, upstream_model in up.models.items():
-            registry.add([alias], Target(alias, client, upstream_model, upstream=up.name))
+            registry.add(
+                [alias], Target(alias, client, upstream_model, upstream=up.name, capabilities=caps)
+            )
     return registry

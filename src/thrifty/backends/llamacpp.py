@@ -13,8 +13,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+from thrifty.backends import local_api
+from thrifty.backends.base import Endpoint, Reply, StreamStats
 from thrifty.backends.engine import ManagedEngine, find_program
 from thrifty.backends.models import resolve_model
 from thrifty.config import LocalSettings
@@ -80,3 +84,18 @@ class LlamaServerBackend(ManagedEngine):
             self._no_repack = True
             return True
         return False
+
+    # llama-server's OpenAI dialect, fixed on the way in and out (tools, logprobs, defaults)
+    def _local_call(self, endpoint: Endpoint, body: dict[str, Any]) -> local_api.LocalCall:
+        limit = self.settings.default_max_tokens
+        return local_api.prepare(endpoint, body, default_max_tokens=limit, slots=self.parallel)
+
+    async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> Reply:
+        call = self._local_call(endpoint, body)
+        return call.reply(await super().complete(endpoint, call.body))
+
+    def stream(
+        self, endpoint: Endpoint, body: dict[str, Any], stats: StreamStats
+    ) -> AsyncIterator[list[bytes]]:
+        call = self._local_call(endpoint, body)
+        return call.stream(super().stream(endpoint, call.body, stats))

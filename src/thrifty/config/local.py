@@ -61,6 +61,12 @@ class LocalSettings(_Section):
         description="Stop sequences added to chat requests that set none; default: the "
         "bundled model's (if any).",
     )
+    default_max_tokens: int | None = Field(
+        512,
+        description="max_tokens for requests that set none (a small model can loop until its "
+        "context is full); null for no default.",
+        ge=1,
+    )
     threads: int | None = Field(None, description="CPU threads; default: all cores.", ge=1)
     parallel: int = Field(4, description="Requests decoded together (llama-server slots).", ge=1)
     ctx_size: int = Field(4096, description="Context window per slot, in tokens.", ge=256)

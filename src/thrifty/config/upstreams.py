@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -33,6 +34,11 @@ class UpstreamSettings(_Section):
     timeout_s: float = Field(60, description="Longest wait for the upstream's next byte.", gt=0)
     max_retries: int = Field(2, description="Retries on connect errors, 429 and 5xx.", ge=0)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    capabilities: list[Literal["tools", "vision", "json_schema", "embeddings"]] | None = Field(
+        None,
+        description="What its models can do (tools, vision, json_schema, embeddings); requests "
+        "needing more go elsewhere or get a 400. Default: all of them.",
+    )
 
     @field_validator("base_url")
     @classmethod
