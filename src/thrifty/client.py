@@ -8,6 +8,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from thrifty.sse import DONE, SSEDecoder
+
 
 def stream_chat(
     base_url: str, body: dict[str, Any], api_key: str | None, emit: Callable[[str], None]
@@ -31,22 +33,20 @@ def stream_chat(
     with response:
         info["route"] = response.headers.get("x-thrifty-route")
         info["reason"] = response.headers.get("x-thrifty-reason")
-        for raw in response:
-            line = raw.strip()
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                break
-            chunk = json.loads(data)
-            if "error" in chunk:
-                raise RuntimeError(_error_message(data, 200))
-            for choice in chunk.get("choices") or []:
-                text = (choice.get("delta") or {}).get("content")
-                if text:
-                    emit(text)
-            if "x_thrifty" in chunk:
-                info.update(chunk["x_thrifty"])
+        decoder = SSEDecoder()
+        while raw := response.read1(65536):
+            for data in decoder.feed(raw):
+                if data == DONE:
+                    return info
+                chunk = json.loads(data)
+                if "error" in chunk:
+                    raise RuntimeError(_error_message(data, 200))
+                for choice in chunk.get("choices") or []:
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        emit(text)
+                if "x_thrifty" in chunk:
+                    info.update(chunk["x_thrifty"])
     return info
 
 

@@ -47,7 +47,27 @@ def may(key: KeyPolicy, action: str) -> bool:
 
 
 @dataclass(slots=True)
+class Attempt:
+    """One try of one target: appended by the call stage, read by the reason header, the log
+    and traces."""
+
+    route: str
+    upstream: str | None
+    status: int  # HTTP status the attempt ended with (200: answered)
+    error: str | None = None  # error code of a failed attempt (upstream_error, timeout, ...)
+    latency_s: float = 0.0
+
+
+@dataclass(slots=True)
 class RequestContext:
+    """One request on its way through the gateway and back.
+
+    Each fact is set by the stage that owns it: the caller (key, tenant) by authentication,
+    `pii` by the privacy scan, `targets` and `reason` by the route decision (later stages may
+    only narrow `targets`, saying why in `notes`), `attempts` and `answered_by` by the call,
+    `usage`/`reply` by the gateway, cost by the meter. `route` is derived, never written.
+    """
+
     endpoint: Endpoint
     body: dict[str, Any]  # the client's JSON, validated; what goes upstream is derived from it
     model: str  # the model the client asked for
@@ -68,15 +88,16 @@ class RequestContext:
     complexity: float | None = None  # computed on demand by the router
     prompt_tokens: int | None = None  # estimated on demand by the router
     targets: list[Target] = field(default_factory=list)  # first is preferred, the rest fallbacks
-    route: str = ""  # where the answer came from: cache | local | an upstream alias
-    reason: str = ""  # why: model:<name>, rule:<name> ...
-    cache: str = ""  # cache outcome, when a cache stage ran
+    reason: str = ""  # why those targets: model:<name>, rule:<name> ... (set once)
+    notes: list[str] = field(default_factory=list)  # what later stages changed, and why
+    cache: str = ""  # cache outcome, when a cache stage ran (hit-…: answered from the cache)
     variant: str | None = None
 
     # what happened
+    attempts: list[Attempt] = field(default_factory=list)
     answered_by: Target | None = None
-    capture_stream: bool = False  # reassemble a streamed answer into `reply` (for the cache)
-    reply: dict[str, Any] | None = None  # the whole answer, once complete
+    keep_reply: bool = False  # a stage wants the whole answer of a stream in `reply`
+    reply: dict[str, Any] | None = None  # the whole answer as the model gave it, once complete
     usage: dict[str, Any] | None = None
     first_token_at: float | None = None
     finished_at: float | None = None
@@ -85,6 +106,22 @@ class RequestContext:
     cost_nanos: int | None = None  # billed cost in nano-USD (None: not priced)
     baseline_nanos: int | None = None  # what the reference cloud model would have cost
     response_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def route(self) -> str:
+        """Where the answer came from (or would): cache | local | an upstream alias."""
+        if self.cache.startswith("hit"):
+            return "cache"
+        if self.answered_by is not None:
+            return self.answered_by.route
+        return self.targets[0].route if self.targets else ""
+
+    @property
+    def reason_header(self) -> str:
+        """What x-thrifty-reason and the request log say: the decision and what changed it."""
+        if self.cache.startswith("hit-"):  # hit-exact, hit-semantic;sim=0.97
+            return "cache:" + self.cache[4:].split(";", 1)[0]
+        return "; ".join([self.reason, *self.notes]) if self.notes else self.reason
 
     @property
     def latency_s(self) -> float:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from thrifty.sse import DONE, iter_events
+
 DEFAULT_PROMPTS: tuple[str, ...] = (
     "What is the capital of France?",
     "Write one sentence about the sea.",
@@ -240,25 +242,26 @@ async def _read_stream(response: Any, outcome: Outcome, began: float) -> None:
     """Read server-sent events; note the first content token and the usage, if any."""
     chunks = 0
     usage: Any = None
-    async for raw in response.content:
-        line = raw.strip()
-        if not line.startswith(b"data:"):
-            continue
-        data = line[5:].strip()
-        if data == b"[DONE]":
+    done = False
+    async for events in iter_events(response.content.iter_any()):
+        for data in events:
+            if data == DONE:
+                done = True
+                break
+            event = json.loads(data)
+            if "error" in event:
+                raise ValueError("error event in the stream")
+            for choice in event.get("choices") or []:
+                text = (choice.get("delta") or {}).get("content") or choice.get("text")
+                if text:
+                    chunks += 1
+                    if outcome.ttft_s is None:
+                        outcome.ttft_s = time.perf_counter() - began
+            if event.get("usage"):
+                usage = event["usage"]
+        if done:
             break
-        event = json.loads(data)
-        if "error" in event:
-            raise ValueError("error event in the stream")
-        for choice in event.get("choices") or []:
-            text = (choice.get("delta") or {}).get("content") or choice.get("text")
-            if text:
-                chunks += 1
-                if outcome.ttft_s is None:
-                    outcome.ttft_s = time.perf_counter() - began
-        if event.get("usage"):
-            usage = event["usage"]
-    else:
+    if not done:
         raise ValueError("the stream ended without [DONE]")
     _take_usage(outcome, usage)
     if usage is None:

@@ -49,7 +49,7 @@ def ask(cache: ResponseCache, ctx: RequestContext, answer: str = "Paris.") -> Re
     """The stage, the model on a miss, the finisher; then wait for the write to land."""
 
     async def go() -> Reply | None:
-        hit = await cache(ctx)
+        hit = await cache.on_request(ctx)
         if hit is None:
             ctx.answered_by = LOCAL
             message = {"role": "assistant", "content": answer}
@@ -57,7 +57,7 @@ def ask(cache: ResponseCache, ctx: RequestContext, answer: str = "Paris.") -> Re
                 "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11},
             }
-        cache.finish(ctx)
+        cache.on_finish(ctx)
         await cache.flush()
         return hit
 

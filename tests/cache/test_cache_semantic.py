@@ -149,7 +149,7 @@ def ctx_for(
 
 
 def ask(cache: ResponseCache, ctx: RequestContext, answer: str = "Paris.") -> Reply | None:
-    hit = asyncio.run(cache(ctx))
+    hit = asyncio.run(cache.on_request(ctx))
     if hit is None:
         ctx.answered_by = LOCAL
         ctx.reply = {
@@ -162,7 +162,7 @@ def ask(cache: ResponseCache, ctx: RequestContext, answer: str = "Paris.") -> Re
             ],
             "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11},
         }
-    cache.finish(ctx)
+    cache.on_finish(ctx)
     return hit
 
 
@@ -183,7 +183,7 @@ def test_paraphrase_hits_semantically(cache: ResponseCache) -> None:
     ask(cache, ctx_for("What is the capital of France?"))
     ctx = ctx_for("Which city is France's capital?")
     assert text_of(ask(cache, ctx, "never asked")) == "Paris."
-    assert ctx.route == "cache" and ctx.reason == "cache:semantic"
+    assert ctx.route == "cache" and ctx.reason_header == "cache:semantic"
     assert re.fullmatch(r"hit-semantic;sim=[01]\.\d\d", ctx.cache)
     zh = ctx_for("法国的首都是哪里？")
     assert ask(cache, zh, "巴黎。") is None  # another language is another answer
@@ -225,7 +225,7 @@ def test_a_new_partition_costs_no_embedding_on_the_request_path(cache: ResponseC
         return cache.metrics.registry.get_sample_value("thrifty_cache_embed_seconds_count") or 0
 
     first = ctx_for("How do I reset my password?")
-    asyncio.run(cache(first))
+    asyncio.run(cache.on_request(first))
     assert first.cache == "miss" and embeddings() == 0  # nothing indexed there to compare with
     first.answered_by = LOCAL
     first.reply = {
@@ -237,7 +237,7 @@ def test_a_new_partition_costs_no_embedding_on_the_request_path(cache: ResponseC
             }
         ]
     }
-    cache.finish(first)  # its question is embedded now, off the request's path
+    cache.on_finish(first)  # its question is embedded now, off the request's path
     hit = ask(cache, ctx_for("I forgot my password, how can I reset it?"))
     assert text_of(hit) == "Click."
     assert embeddings() == 2

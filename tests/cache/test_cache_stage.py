@@ -52,7 +52,6 @@ def ctx_for(
         request_headers=headers or {},
     )
     ctx.targets = list(targets or [LOCAL])
-    ctx.route = ctx.targets[0].route
     return ctx
 
 
@@ -82,16 +81,15 @@ def serve(
     reply: dict[str, Any] | None = None,
 ) -> Reply | None:
     """What the gateway does around the stage: the stage, the model on a miss, the finishers."""
-    hit = asyncio.run(cache(ctx))
+    hit = asyncio.run(cache.on_request(ctx))
     if hit is None:
         ctx.answered_by = by or ctx.targets[0]
-        ctx.route = ctx.answered_by.route
         ctx.reply = reply or chat_answer(answer)
         ctx.usage = ctx.reply.get("usage")
         ctx.status = status
     else:
         ctx.reply = hit.payload
-    cache.finish(ctx)
+    cache.on_finish(ctx)
     return hit
 
 
@@ -113,7 +111,11 @@ def test_miss_then_exact_hit() -> None:
     second = ctx_for()
     hit = serve(cache, second, answer="never asked")
     assert content(hit) == "Paris."
-    assert (second.route, second.reason, second.cache) == ("cache", "cache:exact", "hit-exact")
+    assert (second.route, second.reason_header, second.cache) == (
+        "cache",
+        "cache:exact",
+        "hit-exact",
+    )
     assert second.usage == USAGE  # the original usage: the meter prices the baseline it saved
     assert sample(cache, "thrifty_cache_hits_total", kind="exact") == 1
     assert sample(cache, "thrifty_cache_misses_total", kind="exact") == 1
@@ -249,11 +251,11 @@ def test_pii_prompts_stay_in_the_in_process_cache() -> None:
 def test_a_streamed_miss_asks_for_the_answer_to_be_captured() -> None:
     cache = make_cache()
     ctx = ctx_for(stream=True)
-    assert asyncio.run(cache(ctx)) is None
-    assert ctx.capture_stream is True
+    assert asyncio.run(cache.on_request(ctx)) is None
+    assert ctx.keep_reply is True
     sampled = ctx_for(stream=True, temperature=1)
-    asyncio.run(cache(sampled))
-    assert sampled.capture_stream is False
+    asyncio.run(cache.on_request(sampled))
+    assert sampled.keep_reply is False
 
 
 def test_a_streamed_completions_answer_is_stored_in_its_endpoint_shape() -> None:
@@ -261,13 +263,13 @@ def test_a_streamed_completions_answer_is_stored_in_its_endpoint_shape() -> None
     body = {"model": "local", "prompt": "The capital of France is", "temperature": 0}
     ctx = RequestContext("completions", {**body, "stream": True}, "local", True, tenant="acme")
     ctx.targets = [LOCAL]
-    asyncio.run(cache(ctx))
+    asyncio.run(cache.on_request(ctx))
     ctx.answered_by = LOCAL
     ctx.reply = chat_answer(" Paris.")  # StreamCapture reassembles in chat shape
-    cache.finish(ctx)
+    cache.on_finish(ctx)
     again = RequestContext("completions", body, "local", False, tenant="acme")
     again.targets = [LOCAL]
-    hit = asyncio.run(cache(again))
+    hit = asyncio.run(cache.on_request(again))
     assert hit is not None
     assert hit.payload["object"] == "text_completion"
     assert hit.payload["choices"][0]["text"] == " Paris."
@@ -275,7 +277,7 @@ def test_a_streamed_completions_answer_is_stored_in_its_endpoint_shape() -> None
 
 def test_bad_directive_is_refused() -> None:
     with pytest.raises(InvalidRequest):
-        asyncio.run(make_cache()(ctx_for(headers={"x-thrifty-cache": "please"})))
+        asyncio.run(make_cache().on_request(ctx_for(headers={"x-thrifty-cache": "please"})))
 
 
 def test_disabled_cache_does_nothing() -> None:

@@ -198,7 +198,7 @@ def _cloud_ctx(answer: str, **fields: Any) -> Any:
 
     target = Target("cloud-chat", object(), "fake-chat", upstream="cloud")  # type: ignore[arg-type]
     ctx = RequestContext("chat", {"messages": [{"role": "user", "content": "hi"}]}, "x", False)
-    ctx.targets, ctx.answered_by, ctx.route = [target], target, "cloud-chat"
+    ctx.targets, ctx.answered_by = [target], target
     ctx.reply = {"choices": [{"message": {"role": "assistant", "content": answer}}]}
     for name, value in fields.items():
         setattr(ctx, name, value)
@@ -215,13 +215,14 @@ def test_an_answer_showing_personal_data_is_dropped(tmp_path: Path) -> None:
     capture = _capture(tmp_path, ["*"])
     capture.open()
     try:
-        capture.finish(_cloud_ctx(f"Call us on {PHONE}."))
-        capture.finish(_cloud_ctx("fine", status=502))
-        capture.finish(_cloud_ctx("kept <PHONE_1>", pii=frozenset({"phone"})))  # not masked
-        masked = _cloud_ctx(f"Restored {PHONE}", pii=frozenset({"phone"}))
+        capture.on_finish(_cloud_ctx(f"Call us on {PHONE}."))
+        capture.on_finish(_cloud_ctx("fine", status=502))
+        capture.on_finish(_cloud_ctx("kept <PHONE_1>", pii=frozenset({"phone"})))  # not masked
+        # ctx.reply is the answer as the cloud wrote it: for a masked request, with placeholders
+        masked = _cloud_ctx("Restored <PHONE_1>", pii=frozenset({"phone"}))
         masked.pii_mapping = {"<PHONE_1>": PHONE}
-        capture.finish(masked)
-        capture.finish(_cloud_ctx("plain"))
+        capture.on_finish(masked)
+        capture.on_finish(_cloud_ctx("plain"))
         assert capture.log.flush()
     finally:
         capture.close()

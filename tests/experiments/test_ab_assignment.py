@@ -42,7 +42,7 @@ def ctx(user: str | None = None, **fields: object) -> RequestContext:
 
 
 def run(experiments: Experiments, context: RequestContext) -> RequestContext:
-    assert asyncio.run(experiments(context)) is None
+    assert asyncio.run(experiments.on_request(context)) is None
     return context
 
 
@@ -54,10 +54,10 @@ def test_shares_follow_the_weights_over_3000_requests() -> None:
         anonymous: Counter[str] = Counter()
         for i in range(3000):
             with_user = ctx(f"user-{i}")
-            await experiments(with_user)
+            await experiments.on_request(with_user)
             by_user[str(with_user.variant)] += 1
             nobody = ctx()  # no user, header or key: assigned per request
-            await experiments(nobody)
+            await experiments.on_request(nobody)
             anonymous[str(nobody.variant)] += 1
         return by_user, anonymous
 

@@ -82,7 +82,7 @@ def route(
 
     async def run() -> None:
         for stage in stages:
-            await stage(ctx)
+            await stage.on_request(ctx)
 
     asyncio.run(run())
     return ctx
@@ -95,14 +95,14 @@ def routes(ctx: RequestContext) -> list[str]:
 def test_default_policy() -> None:
     reg, engine = registry()
     assert routes(route(reg, PHONE)) == ["local"]
-    assert route(reg, PHONE).reason == "rule:pii-local (pii=phone)"
+    assert route(reg, PHONE).reason_header == "rule:pii-local (pii=phone)"
     assert routes(route(reg, HARD)) == ["deepseek-chat", "local"]
     assert route(reg, HARD).reason.startswith("rule:complex (complexity=")
     assert routes(route(reg, "What is the capital of France?")) == ["local", "deepseek-chat"]
     engine.in_flight = 2
     busy = route(reg, "What is the capital of France?")
     assert routes(busy) == ["deepseek-chat", "local"]
-    assert busy.reason == "rule:local-saturated (local_saturated=true)"
+    assert busy.reason_header == "rule:local-saturated (local_saturated=true)"
     assert routes(route(reg, PHONE)) == ["local"]  # saturated or not, PII stays
 
 
@@ -117,7 +117,7 @@ def test_pii_never_reaches_cloud_even_when_asked_by_name() -> None:
     reg, _ = registry()
     ctx = route(reg, PHONE, model="deepseek-chat")
     assert routes(ctx) == ["local"]
-    assert ctx.reason == "model:deepseek-chat; pii=phone -> local only"
+    assert ctx.reason_header == "model:deepseek-chat; pii=phone -> local only"
     # a rule that sends PII to the cloud is overruled too, fallbacks included
     rules = RouterSettings(rules=[{"name": "all-cloud", "target": ["deepseek-chat", "local"]}])
     assert routes(route(reg, PHONE, router=rules)) == ["local"]
@@ -173,12 +173,15 @@ def test_conditions_tenant_header_tokens_reject() -> None:
             {"name": "rest", "target": "local"},
         ]
     )  # fmt: skip
-    assert route(reg, "hi", router=rules, tenant="acme").reason == "rule:vip (tenant=acme)"
-    assert route(reg, "hi", router=rules, headers={"x-beta": "1"}).reason == "rule:beta (header)"
+    assert route(reg, "hi", router=rules, tenant="acme").reason_header == "rule:vip (tenant=acme)"
+    assert (
+        route(reg, "hi", router=rules, headers={"x-beta": "1"}).reason_header
+        == "rule:beta (header)"
+    )
     with pytest.raises(RouteRejected, match="too long for us"):
         route(reg, "hi", router=rules, max_tokens=2000)
     assert route(reg, "word " * 500, router=rules).reason.startswith("rule:big (prompt_tokens=")
-    assert route(reg, "hi", router=rules).reason == "rule:rest"
+    assert route(reg, "hi", router=rules).reason_header == "rule:rest"
 
 
 def test_unknown_rule_target_fails_at_start() -> None:

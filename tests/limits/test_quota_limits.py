@@ -67,7 +67,7 @@ def request(policy: KeyPolicy | None, prompt: int = 10, max_tokens: int = 10) ->
 
 async def admitted(lim: Limiter, ctx: RequestContext) -> bool:
     try:
-        await lim(ctx)
+        await lim.on_request(ctx)
     except RateLimited:
         return False
     return True
@@ -76,7 +76,7 @@ async def admitted(lim: Limiter, ctx: RequestContext) -> bool:
 def charge(lim: Limiter, ctx: RequestContext, tokens: int, nanos: int = 0) -> None:
     ctx.usage = {"prompt_tokens": tokens // 2, "completion_tokens": tokens - tokens // 2}
     ctx.cost_nanos = nanos
-    lim.finish(ctx)
+    lim.on_finish(ctx)
 
 
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
@@ -97,7 +97,7 @@ def test_rpm_is_a_sliding_window_with_retry_after(make_counters: MakeCounters) -
             assert await admitted(lim, request(policy))
         clock.now = T0 + 30
         with pytest.raises(RateLimited) as refused:
-            await lim(request(policy))
+            await lim.on_request(request(policy))
         error = refused.value
         assert error.status == 429 and error.code == "rate_limit_exceeded"
         assert error.type == "rate_limit_error"
@@ -128,10 +128,10 @@ def test_tpm_reserves_the_estimate_and_charges_the_real_usage(make_counters: Mak
         assert await admitted(lim, request(policy, prompt=20, max_tokens=70))  # 10 + 90 <= 100
         clock.now += 5
         with pytest.raises(RateLimited) as refused:
-            await lim(request(policy, prompt=1, max_tokens=1))
+            await lim.on_request(request(policy, prompt=1, max_tokens=1))
         assert refused.value.headers["retry-after"] == "55"  # the first admission expires first
         with pytest.raises(RateLimited) as too_big:
-            await lim(request(policy, prompt=50, max_tokens=51))
+            await lim.on_request(request(policy, prompt=50, max_tokens=51))
         assert "Request too large" in too_big.value.message
         await lim.close()
 
@@ -147,7 +147,7 @@ def test_a_refusal_by_the_tenant_counts_against_neither(make_counters: MakeCount
         assert await admitted(lim, request(policy))
         assert await admitted(lim, request(policy))
         with pytest.raises(RateLimited) as refused:
-            await lim(request(policy))
+            await lim.on_request(request(policy))
         assert refused.value.headers["x-thrifty-limit"] == "tenant:acme:rpm"
         other = KeyPolicy(key_id="key_b", tenant="beta", role="user", rpm=3)
         ctx = request(other)
@@ -184,7 +184,7 @@ def test_daily_tokens_stop_at_the_quota_and_reset_the_next_utc_day(
             used += 250
         assert 1000 <= used < 1000 + 250  # stops within one request of the quota
         with pytest.raises(RateLimited) as refused:
-            await lim(request(policy))
+            await lim.on_request(request(policy))
         assert refused.value.headers["retry-after"] == str(int(DAY - 3600))  # next UTC midnight
         clock.now = T0 + DAY
         assert await admitted(lim, request(policy))
@@ -202,21 +202,21 @@ def test_hard_cap_bounds_a_burst_of_concurrent_requests(make_counters: MakeCount
         policy = key(daily_tokens=1000)
         big = request(policy, prompt=100, max_tokens=2000)  # could use 2100 > 2000: never
         with pytest.raises(RateLimited) as refused:
-            await lim(big)
+            await lim.on_request(big)
         assert "Request too large" in refused.value.message
         first = request(policy, prompt=100, max_tokens=200)
         assert await admitted(lim, first)  # 300 reserved: 700 of the quota left
         with pytest.raises(RateLimited) as over_cap:  # 300 + 1800 > 2000
-            await lim(request(policy, prompt=100, max_tokens=1700))
+            await lim.on_request(request(policy, prompt=100, max_tokens=1700))
         assert over_cap.value.headers["retry-after"] == "1"
-        lim.finish(first)  # released: it never reached a model
+        lim.on_finish(first)  # released: it never reached a model
         await lim.counters.drain()
         burst = [request(policy, prompt=100, max_tokens=500) for _ in range(10)]
         results = [await admitted(lim, ctx) for ctx in burst]
         assert results == [True, True, False, False, False, False, False, False, False, False]
         # 600 + 600 reserved: 1200, under 2000. A third would start with none of the quota left.
         with pytest.raises(RateLimited) as busy:
-            await lim(request(policy, prompt=1, max_tokens=1))
+            await lim.on_request(request(policy, prompt=1, max_tokens=1))
         assert busy.value.headers["retry-after"] == "1"  # in-flight requests may free some
         charge(lim, burst[0], 50)
         await lim.counters.drain()
@@ -265,7 +265,7 @@ def test_daily_usd_budget_stops_spending_within_one_request_cost(
             await lim.counters.drain()
         assert budget <= spent < budget + max(costs)
         with pytest.raises(RateLimited) as refused:
-            await lim(request(policy))
+            await lim.on_request(request(policy))
         assert "USD per day" in refused.value.message and "0.001000000" in refused.value.message
         await lim.close()
 
@@ -283,10 +283,10 @@ def test_unknown_usage_is_charged_the_reservation_and_failures_nothing(
         left = request(policy, prompt=10, max_tokens=40)  # reserves 50
         assert await admitted(lim, left)
         left.answered_by = object()  # type: ignore[assignment]  # a model worked; no usage seen
-        lim.finish(left)
+        lim.on_finish(left)
         failed = request(policy, prompt=10, max_tokens=40)
         assert await admitted(lim, failed)
-        lim.finish(failed)  # never reached a model: releases its 50
+        lim.on_finish(failed)  # never reached a model: releases its 50
         await lim.counters.drain()
         assert await admitted(lim, request(policy, prompt=10, max_tokens=40))  # 50 + 50
         assert not await admitted(lim, request(policy, prompt=1, max_tokens=1))
@@ -301,8 +301,8 @@ def test_requests_without_limits_skip_the_counters() -> None:
             raise AssertionError("counted")
 
     lim = limiter(Exploding())
-    asyncio.run(lim(request(None)))
-    asyncio.run(lim(request(key(models=frozenset({"local"})))))
+    asyncio.run(lim.on_request(request(None)))
+    asyncio.run(lim.on_request(request(key(models=frozenset({"local"})))))
     assert lim.in_flight == 0
 
 
@@ -311,11 +311,11 @@ def test_unreachable_store_fails_open_or_closed() -> None:
         async def admit(self, *args: Any) -> Reservation | Refusal:
             raise ConnectionError("redis is down")
 
-    assert asyncio.run(limiter(Down())(request(key(rpm=1)))) is None
+    assert asyncio.run(limiter(Down()).on_request(request(key(rpm=1)))) is None
     from thrifty.gateway.limits import QuotaUnavailable
 
     with pytest.raises(QuotaUnavailable) as refused:
-        asyncio.run(limiter(Down(), fail_open=False)(request(key(rpm=1))))
+        asyncio.run(limiter(Down(), fail_open=False).on_request(request(key(rpm=1))))
     assert refused.value.status == 503
 
 
@@ -335,7 +335,7 @@ def test_two_gateways_sharing_redis_admit_exactly_rpm(redis_url: str) -> None:
             ctx = request(policy)
             ok = await admitted(a if i % 2 else b, ctx)
             if ok:
-                (a if i % 2 else b).finish(ctx)
+                (a if i % 2 else b).on_finish(ctx)
             return ok
 
         results = await asyncio.gather(*(send(i) for i in range(200)))
@@ -375,14 +375,14 @@ async def main() -> None:
         ctx = RequestContext("chat", {{"max_tokens": 5}}, "local", False, key=policy)
         ctx.prompt_tokens = 5
         try:
-            await lim(ctx)
+            await lim.on_request(ctx)
         except RateLimited:
             refused += 1
             await asyncio.sleep(0.01)
             continue
         ctx.usage = {{"prompt_tokens": 5, "completion_tokens": 5}}
         ctx.cost_nanos = 4000
-        lim.finish(ctx)
+        lim.on_finish(ctx)
         spent += 4000
     await lim.close()
     print(spent)

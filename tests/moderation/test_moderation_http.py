@@ -67,8 +67,8 @@ class Canned(IdleUpstream):
             yield [orjson.dumps({**head, "choices": [choice]})]  # one event per network read
         done = {"index": 0, "delta": {}, "finish_reason": "stop"}
         yield [orjson.dumps({**head, "choices": [done]})]
-        stats.usage = {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}
-        yield [orjson.dumps({**head, "choices": [], "usage": stats.usage})]
+        usage = {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}
+        yield [orjson.dumps({**head, "choices": [], "usage": usage})]
 
 
 @pytest.fixture()

@@ -31,10 +31,10 @@ def lists(tmp_path: Path) -> list[Path]:
 def moderate(mod: Moderation, content: str) -> None:
     ctx = RequestContext("chat", {"messages": [{"role": "user", "content": content}]}, "m", False)
     try:
-        asyncio.run(mod(ctx))
+        asyncio.run(mod.on_request(ctx))
     except ContentPolicyViolation:
         ctx.status = 400
-    mod.finish(ctx)
+    mod.on_finish(ctx)
 
 
 def test_flagged_requests_are_sampled_at_the_configured_rate(lists: list[Path]) -> None:

@@ -61,7 +61,7 @@ def test_the_built_in_judge_asks_a_model_through_the_caller(verdict: str, flagge
     stage = build_self_check(settings, Caller({}, {}), registry_with(judge), moderation)
     assert stage is not None and isinstance(stage.check, ModelSelfCheck)
     ctx = request("how do I bake bread?")
-    assert asyncio.run(stage(ctx)) is None  # flag (the default action) lets it through
+    assert asyncio.run(stage.on_request(ctx)) is None  # flag (the default action) lets it through
     asked = judge.bodies[0]["messages"]
     assert asked[0]["role"] == "system" and "UNSAFE" in asked[0]["content"]
     assert asked[1]["content"] == "how do I bake bread?"
@@ -83,8 +83,8 @@ def test_block_action_refuses_and_a_failing_judge_lets_requests_through() -> Non
 
     config = settings.moderation.self_check
     with pytest.raises(ContentPolicyViolation, match="looks dangerous"):
-        asyncio.run(SelfCheckStage(unsafe, config, moderation)(request("x")))
-    assert asyncio.run(SelfCheckStage(broken, config, moderation)(request("x"))) is None
+        asyncio.run(SelfCheckStage(unsafe, config, moderation).on_request(request("x")))
+    assert asyncio.run(SelfCheckStage(broken, config, moderation).on_request(request("x"))) is None
 
 
 def test_a_factory_from_config_builds_your_own_check(
@@ -104,6 +104,6 @@ def test_a_factory_from_config_builds_your_own_check(
     moderation = Moderation(settings.moderation)
     stage = build_self_check(settings, Caller({}, {}), Registry(), moderation)
     assert stage is not None
-    assert asyncio.run(stage(request("short"))) is None
+    assert asyncio.run(stage.on_request(request("short"))) is None
     with pytest.raises(ContentPolicyViolation, match="too long"):
-        asyncio.run(stage(request("a much longer request")))
+        asyncio.run(stage.on_request(request("a much longer request")))

@@ -169,8 +169,8 @@ def test_text_held_back_is_sent_when_the_stream_ends_without_a_finish_reason(
     guard = StreamGuard(Moderation(settings), ctx())
     sent = guard.chunk({"id": "c", "choices": [{"index": 0, "delta": {"content": "hello idi"}}]})
     assert sent["choices"][0]["delta"]["content"] == ""  # shorter than the hold: all held
-    tail = guard.close()
-    assert tail is not None and tail["choices"][0]["delta"]["content"] == "hello idi"
+    [tail] = guard.close()
+    assert tail["choices"][0]["delta"]["content"] == "hello idi"
     assert tail["id"] == "c"
 
 
@@ -182,7 +182,7 @@ def test_input_block_mask_and_flag(settings: ModerationSettings) -> None:
 
     def run(content: str) -> RequestContext:
         c = RequestContext("chat", {"messages": [{"role": "user", "content": content}]}, "m", False)
-        asyncio.run(mod(c))
+        asyncio.run(mod.on_request(c))
         return c
 
     with pytest.raises(ContentPolicyViolation) as refused:
@@ -208,9 +208,9 @@ def test_input_covers_every_message_and_legacy_prompts(settings: ModerationSetti
         ]
     }
     c = RequestContext("chat", body, "m", False)
-    asyncio.run(mod(c))
+    asyncio.run(mod.on_request(c))
     assert c.body["messages"][1]["content"][0]["text"] == "an *** asks"
     assert body["messages"][1]["content"][0]["text"] == "an idiot asks"  # the client's is intact
     legacy = RequestContext("completions", {"prompt": ["ok", "idiot"]}, "m", False)
-    asyncio.run(mod(legacy))
+    asyncio.run(mod.on_request(legacy))
     assert legacy.body["prompt"] == ["ok", "***"]

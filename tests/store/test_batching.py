@@ -34,7 +34,7 @@ def database(server: PostgresServer, name: str) -> str:
 
 def request(i: int) -> RequestContext:
     ctx = RequestContext("chat", {}, "local", False, tenant="acme", key_id="key_x")
-    ctx.status, ctx.route = 200, "local"
+    ctx.status = 200
     ctx.id = f"req-{i:05d}"
     return ctx
 

@@ -283,7 +283,7 @@ def test_rows_from_the_real_writer_are_reported(tmp_path: Path) -> None:
     try:
         for status in (400, 503):
             ctx = RequestContext("chat", {}, "auto", False, tenant="acme")
-            ctx.status, ctx.route, ctx.cost_nanos = status, "local", 0
+            ctx.status, ctx.cost_nanos = status, 0
             ctx.finished_at = ctx.started + 0.25
             log.append(ctx)
         assert log.flush()

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from thrifty.api.openai import validation_error
+from thrifty.api.body import validation_error
 from thrifty.api.responses import json_response
 from thrifty.context import KeyPolicy, may
 from thrifty.errors import InvalidRequest, NotFound, PermissionDenied, ThriftyError

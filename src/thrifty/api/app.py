@@ -30,110 +30,31 @@ from thrifty.api.responses import error_response, json_response
 from thrifty.api.usage import usage_endpoint
 from thrifty.backends import Registry, build_registry
 from thrifty.config import Settings
-from thrifty.costs.pricebook import PriceBook
 from thrifty.errors import MethodNotAllowed, NotFound, ThriftyError
-from thrifty.gateway.access import Admit, ScopeTargets
-from thrifty.gateway.breaker import CircuitBreaker
-from thrifty.gateway.cache import ResponseCache
-from thrifty.gateway.call import Caller
-from thrifty.gateway.capture import build_capture
-from thrifty.gateway.experiments import Experiments
-from thrifty.gateway.guard import Guard
-from thrifty.gateway.limits import PriceEstimate, build_limiter
-from thrifty.gateway.meter import Meter
+from thrifty.gateway.build import build_gateway
 from thrifty.gateway.metrics import Metrics
-from thrifty.gateway.moderation import Moderation, build_self_check
-from thrifty.gateway.pii import PIIDetector
-from thrifty.gateway.pipeline import Gateway
-from thrifty.gateway.privacy import PIIScan, PrivacyGuard
-from thrifty.gateway.route import ModelRoute
-from thrifty.gateway.router import Router
-from thrifty.store.audit import AuditLog
-from thrifty.store.batching import BatchWriter
 from thrifty.store.keys import KeyStore
-from thrifty.store.request_log import RequestLog
-from thrifty.store.review import ReviewQueue
-from thrifty.store.samples import SampleLog
 
 logger = logging.getLogger(__name__)
 
 
 class Runtime:
-    """Everything one gateway process holds: settings, backends, pipeline, log, metrics."""
+    """Everything one gateway process holds: settings, backends, the gateway, keys, metrics."""
 
     def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
         self.settings = settings
         self.registry = registry or build_registry(settings)
         self.metrics = Metrics()
-        self.prices = PriceBook.load(settings.prices)
-        store = settings.store
-        self.request_log = RequestLog(
-            settings.database_url,
-            batch_size=store.batch_size,
-            flush_interval_s=store.flush_interval_s,
-            max_buffered=store.max_buffered_rows,
-            on_drop=self.metrics.store_dropped.labels(RequestLog.name).inc,
-            spool=settings.home / "spool" if store.spool else None,
-        )
+        self.parts = parts = build_gateway(settings, self.registry, self.metrics)
+        self.gateway = parts.gateway
+        self.router = parts.router
+        self.moderation = parts.moderation
+        self.cache = parts.cache
+        self.request_log = parts.request_log
+        self.audit = parts.audit
+        self.review = parts.review
         self.keys = KeyStore(settings.database_url)
         self.auth = Authenticator(self.keys, settings.auth, settings.host)
-        self.audit = AuditLog(
-            settings.database_url,
-            flush_interval_s=store.flush_interval_s,
-            max_buffered=store.max_buffered_rows,
-            on_drop=self.metrics.store_dropped.labels(AuditLog.name).inc,
-        )
-        self.breakers = {
-            up.name: CircuitBreaker(up.breaker.failures, up.breaker.window_s, up.breaker.cooldown_s)
-            for up in settings.upstreams
-        }
-        detector = PIIDetector(settings.privacy.detect)
-        self.router = Router(settings.router, self.registry)
-        self.experiments = Experiments(settings.experiments, self.registry, self.router.models)
-        caller = Caller(
-            self.breakers,
-            {up.name: up.max_retries for up in settings.upstreams},
-            on_retry=lambda name: self.metrics.retries.labels(name).inc(),
-        )
-        self.review = ReviewQueue(settings.database_url)
-        self.moderation = Moderation(settings.moderation, review=self.review.add)
-        self_check = build_self_check(settings, caller, self.registry, self.moderation)
-        estimate = PriceEstimate(self.prices, settings.costs.cny_per_usd)
-        self.limiter = build_limiter(settings.limits, estimate)
-        self.cache = ResponseCache(settings.cache, self.metrics)
-        self.capture = build_capture(  # None unless a tenant opted in
-            settings, detector, on_drop=self.metrics.store_dropped.labels(SampleLog.name).inc
-        )
-        self.gateway = Gateway(
-            stages=[
-                Admit(self.registry, self.router.models),
-                Guard(settings.limits),
-                self.moderation,
-                *([self_check] if self_check is not None else []),
-                PIIScan(detector),
-                self.experiments,  # before the router: rewrites the model to the variant's
-                self.router,
-                ModelRoute(self.registry),
-                PrivacyGuard(settings.privacy, self.registry, detector),
-                ScopeTargets(self.router.models),
-                self.cache,  # after privacy and key scope decided the final targets
-                self.limiter,  # last: counts only what is about to be called, on its final route
-            ],
-            caller=caller,
-            meter=Meter(settings.costs, self.prices, self.registry),
-            finishers=[
-                self.limiter.finish,  # after the meter: charges the real usage and cost
-                self.moderation.finish,
-                self.cache.finish,  # stores a model's completed answer
-                self.request_log.append,
-                self.metrics.observe,
-            ],
-        )
-        if settings.auth.audit_requests:
-            self.gateway.finishers.append(self.audit.record)
-        if self.capture is not None:
-            self.gateway.stages.append(self.capture)  # last: the targets are final
-            self.gateway.finishers.append(self.capture.finish)
         self.metrics.on_collect(self._refresh_gauges)
         self._gauges: asyncio.Task[None] | None = None
         self.started_at = int(time.time())
@@ -143,23 +64,16 @@ class Runtime:
         if local is not None:
             self.metrics.queue_depth.set(local.load())
             self.metrics.in_flight.set(local.in_flight)
-        for name, breaker in self.breakers.items():
+        for name, breaker in self.parts.breakers.items():
             self.metrics.breaker.labels(name).set(int(breaker.state))
-        writers: list[BatchWriter[Any]] = [self.request_log, self.audit]
-        if self.capture is not None:
-            writers.append(self.capture.log)
-        for writer in writers:
+        for writer in self.parts.writers:
             self.metrics.store_buffered.labels(writer.name).set(writer.buffered)
 
     async def start(self) -> None:
         self.settings.home.mkdir(parents=True, exist_ok=True)
         self.keys.open()
         self.auth.open()  # refuses a keyless start on a non-loopback address, before anything runs
-        self.request_log.open()
-        self.audit.open()
-        self.review.open()
-        if self.capture is not None:
-            self.capture.open()
+        self.parts.open()
         for backend in self.registry.backends:
             await backend.start()
         if self.metrics.shared_dir is not None:  # one of `serve --workers N`
@@ -179,14 +93,7 @@ class Runtime:
                 await backend.close()
             except Exception:
                 logger.exception("closing %s failed", backend.name)
-        await self.limiter.close()
-        await self.cache.flush()  # writes in flight land before the threads stop
-        self.cache.close()
-        self.request_log.close()
-        self.audit.close()
-        self.review.close()
-        if self.capture is not None:
-            self.capture.close()
+        await self.parts.close()
         self.auth.close()
         self.keys.close()
 

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from thrifty.api.openai import read_json_object, validation_error
+from thrifty.api.body import read_json_object, validation_error
 from thrifty.api.responses import json_response
 from thrifty.context import may
 from thrifty.errors import NotFound, PermissionDenied

@@ -26,7 +26,8 @@ def error_response(exc: ThriftyError, headers: dict[str, str] | None = None) -> 
 
 
 class SSEResponse:
-    """Stream `data: …` events; stop producing as soon as the client goes away.
+    """Stream batches of event payloads as `data: …` events, each batch in one write, then
+    `data: [DONE]`; stop producing as soon as the client goes away.
 
     uvicorn's `send` silently drops bytes for a disconnected client, so a watcher waits on
     `receive` for `http.disconnect` and cancels the producer: a local model must not keep
@@ -35,7 +36,7 @@ class SSEResponse:
 
     def __init__(
         self,
-        events: AsyncIterator[bytes],
+        events: AsyncIterator[list[bytes]],
         headers: dict[str, str],
         on_close: Callable[[bool], None],
     ) -> None:
@@ -66,10 +67,11 @@ class SSEResponse:
         watcher = asyncio.create_task(watch())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.headers})
-            async for event in self.events:
-                await send({"type": "http.response.body", "body": event, "more_body": True})
+            async for batch in self.events:
+                body = b"".join([b"data: " + payload + b"\n\n" for payload in batch])
+                await send({"type": "http.response.body", "body": body, "more_body": True})
             finished = True
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await send({"type": "http.response.body", "body": SSE_DONE, "more_body": False})
         except asyncio.CancelledError:
             if not disconnected:
                 raise
@@ -83,10 +85,6 @@ class SSEResponse:
             with contextlib.suppress(Exception):
                 await self.events.aclose()  # type: ignore[attr-defined]
             self.on_close(disconnected)
-
-
-def sse_event(payload: bytes) -> bytes:
-    return b"data: " + payload + b"\n\n"
 
 
 SSE_DONE = b"data: [DONE]\n\n"

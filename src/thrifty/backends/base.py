@@ -30,9 +30,8 @@ class Reply:
 
 @dataclass(slots=True)
 class StreamStats:
-    """Filled in while a stream is read: the usage chunk and when the first token came."""
+    """Filled in while a stream is read: when the first event came, and how many."""
 
-    usage: dict[str, Any] | None = None
     first_chunk_at: float | None = None
     chunks: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -63,7 +62,7 @@ class Backend(Protocol):
     def stream(
         self, endpoint: Endpoint, body: dict[str, Any], stats: StreamStats
     ) -> AsyncIterator[list[bytes]]:
-        """Yield the SSE events' JSON payloads (bytes, without `data: `), ending before [DONE].
+        """Yield the SSE events' data (bytes, as `thrifty.sse` reads them), ending before [DONE].
 
         Payloads come in batches: those that arrived in one network read, so that they can
         leave in one write.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
@@ -24,6 +24,7 @@ from thrifty.errors import (
     UpstreamRateLimited,
     UpstreamTimeout,
 )
+from thrifty.sse import DONE, iter_events
 
 logger = logging.getLogger(__name__)
 
@@ -179,10 +180,10 @@ class OpenAICompatBackend:
             ) as resp:
                 if resp.status >= 400:
                     raise upstream_failure(self.name, resp.status, await resp.read(), resp.headers)
-                async for payloads in _sse_batches(resp):
+                async for events in iter_events(resp.content.iter_any()):
                     batch: list[bytes] = []
-                    for payload in payloads:
-                        if payload == b"[DONE]":
+                    for data in events:
+                        if data == DONE:
                             if batch:
                                 yield batch
                             # read to the end, so the connection goes back to the pool (a
@@ -190,13 +191,11 @@ class OpenAICompatBackend:
                             # would pay for a new connection)
                             await resp.content.read()
                             return
-                        if payload.startswith(b'{"error"'):
-                            raise _stream_error(self.name, payload)
-                        if b'"usage":{' in payload:
-                            usage = orjson.loads(payload).get("usage")
-                            if isinstance(usage, dict):
-                                stats.usage = usage
-                        batch.append(payload)
+                        if b'"error"' in data:
+                            error = _stream_error(self.name, data)
+                            if error is not None:
+                                raise error
+                        batch.append(data)
                     if batch:
                         if stats.first_chunk_at is None:
                             stats.first_chunk_at = time.perf_counter()
@@ -215,26 +214,16 @@ class OpenAICompatBackend:
             self.in_flight -= 1
 
 
-async def _sse_batches(resp: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
-    """The `data:` payloads of a server-sent-events body, grouped by network read.
-
-    Events that arrive together leave together: the gateway then writes them to its client in
-    one send, instead of paying a system call per event.
-    """
-    pending = b""
-    async for data in resp.content.iter_any():
-        lines = (pending + data).split(b"\n")
-        pending = lines.pop()  # an incomplete last line waits for the next read
-        payloads = [line[5:].strip() for line in lines if line.startswith(b"data:")]
-        if payloads:
-            yield payloads
-
-
-def _stream_error(name: str, payload: bytes) -> UpstreamError:
+def _stream_error(name: str, data: bytes) -> UpstreamError | None:
+    """The error an event reports (`{"error": …}` with no choices), else None."""
     try:
-        message = orjson.loads(payload)["error"].get("message", "")
-    except (orjson.JSONDecodeError, KeyError, AttributeError, TypeError):
-        message = ""
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None  # not an error object; the gateway says what is wrong with it
+    if not isinstance(event, dict) or "error" not in event or event.get("choices"):
+        return None
+    error = event["error"]
+    message = error.get("message", "") if isinstance(error, dict) else str(error or "")
     return UpstreamError(f"upstream {name} failed mid-stream: {message}".rstrip(": "))
 
 

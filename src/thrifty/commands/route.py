@@ -75,10 +75,10 @@ async def _decide(settings: Any, body: dict[str, Any], tenant: str) -> dict[str,
     from thrifty.backends import build_registry
     from thrifty.context import RequestContext
     from thrifty.gateway.pii import PIIDetector
-    from thrifty.gateway.pipeline import Stage
     from thrifty.gateway.privacy import PIIScan, PrivacyGuard
     from thrifty.gateway.route import ModelRoute
     from thrifty.gateway.router import Router, prompt_tokens
+    from thrifty.gateway.stage import Stage
 
     registry = build_registry(settings)
     detector = PIIDetector(settings.privacy.detect)
@@ -91,10 +91,10 @@ async def _decide(settings: Any, body: dict[str, Any], tenant: str) -> dict[str,
     ]
     ctx = RequestContext("chat", body, body["model"], False, tenant=tenant)
     for stage in stages:
-        await stage(ctx)
+        await stage.on_request(ctx)
     return {
         "route": ctx.route,
-        "reason": ctx.reason,
+        "reason": ctx.reason_header,
         "targets": [t.route for t in ctx.targets],
         "pii": sorted(ctx.pii) or "none",
         "masked": bool(ctx.pii_mapping),

@@ -11,16 +11,17 @@ from __future__ import annotations
 from thrifty.backends import Registry, Reply
 from thrifty.context import RequestContext, may
 from thrifty.errors import PermissionDenied
+from thrifty.gateway.stage import Stage
 
 
-class Admit:
+class Admit(Stage):
     """First stage: a viewer may not call models; a limited key may not name a model it lacks."""
 
     def __init__(self, registry: Registry, router_models: frozenset[str]) -> None:
         self.registry = registry
         self.router_models = router_models
 
-    async def __call__(self, ctx: RequestContext) -> Reply | None:
+    async def on_request(self, ctx: RequestContext) -> Reply | None:
         key = ctx.key
         if key is None:
             return None
@@ -39,13 +40,13 @@ class Admit:
         return None
 
 
-class ScopeTargets:
+class ScopeTargets(Stage):
     """After routing: keep only the targets (first choice and fallbacks) the key may use."""
 
     def __init__(self, router_models: frozenset[str]) -> None:
         self.router_models = router_models
 
-    async def __call__(self, ctx: RequestContext) -> Reply | None:
+    async def on_request(self, ctx: RequestContext) -> Reply | None:
         key = ctx.key
         if key is None or key.models is None or not ctx.targets:
             return None
@@ -60,5 +61,4 @@ class ScopeTargets:
             )
         if len(kept) != len(ctx.targets):
             ctx.targets = kept
-            ctx.route = kept[0].route
         return None

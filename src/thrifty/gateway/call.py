@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 from thrifty.backends import Reply, StreamStats, Target
-from thrifty.context import RequestContext
+from thrifty.context import Attempt, RequestContext
 from thrifty.errors import Overloaded, ThriftyError, UpstreamError, UpstreamUnavailable
 from thrifty.gateway.breaker import CircuitBreaker
 
@@ -86,6 +87,7 @@ class Caller:
         self, ctx: RequestContext, attempt: Callable[[Target, dict[str, Any]], Any]
     ) -> Any:
         error: ThriftyError | None = None
+        failed: Target | None = None
         for target in ctx.targets:
             breaker = self.breakers.get(target.upstream or "")
             if breaker is not None and not breaker.allow():
@@ -93,14 +95,26 @@ class Caller:
                     f"upstream {target.upstream} is failing; its circuit is open",
                     headers={"retry-after": str(int(breaker.cooldown_s))},
                 )
+                ctx.attempts.append(Attempt(target.route, target.upstream, 503, error.code))
+                failed = failed or target
                 continue
             body = upstream_body(ctx, target)
             tries = 1 + self.retries.get(target.upstream or "", 0)
             for n in range(tries):
+                began = time.perf_counter()
                 try:
                     result = await attempt(target, body)
                 except _FALLBACK_ERRORS as exc:
                     error = exc
+                    ctx.attempts.append(
+                        Attempt(
+                            target.route,
+                            target.upstream,
+                            exc.status,
+                            exc.code,
+                            time.perf_counter() - began,
+                        )
+                    )
                     retryable = isinstance(exc, UpstreamError) and exc.retryable
                     if breaker is not None and isinstance(exc, UpstreamError):
                         breaker.record_failure()
@@ -116,9 +130,14 @@ class Caller:
                     raise
                 if breaker is not None:
                     breaker.record_success()
+                ctx.attempts.append(
+                    Attempt(target.route, target.upstream, 200, None, time.perf_counter() - began)
+                )
                 ctx.answered_by = target
-                ctx.route = target.route
+                if failed is not None and error is not None:
+                    ctx.notes.append(f"fallback {failed.route} -> {target.route}: {error.code}")
                 return result
+            failed = failed or target
             if len(ctx.targets) > 1:
                 logger.warning("request %s: %s failed (%s)", ctx.id, target.route, error)
         if error is None:

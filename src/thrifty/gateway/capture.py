@@ -25,12 +25,13 @@ from thrifty.backends import Reply
 from thrifty.config import Settings
 from thrifty.context import RequestContext
 from thrifty.gateway.pii import PIIDetector
+from thrifty.gateway.stage import Stage
 from thrifty.store.samples import Sample, SampleLog
 
 logger = logging.getLogger(__name__)
 
 
-class SampleCapture:
+class SampleCapture(Stage):
     def __init__(
         self,
         settings: Settings,
@@ -60,19 +61,19 @@ class SampleCapture:
             return False
         return route in self.routes if self.routes else upstream is not None
 
-    async def __call__(self, ctx: RequestContext) -> Reply | None:
-        """Stage: have a streamed answer reassembled when it may be captured."""
+    async def on_request(self, ctx: RequestContext) -> Reply | None:
+        """Have a streamed answer reassembled when it may be captured."""
         if (
             ctx.stream
             and self.wanted(ctx.tenant)
             and ctx.endpoint == "chat"
             and any(self.captures(t.route, t.upstream) for t in ctx.targets)
         ):
-            ctx.capture_stream = True
+            ctx.keep_reply = True
         return None
 
-    def finish(self, ctx: RequestContext) -> None:
-        """Finisher: queue the sample of a successful answer from a captured route."""
+    def on_finish(self, ctx: RequestContext) -> None:
+        """Queue the sample of a successful answer from a captured route."""
         if not self.wanted(ctx.tenant):
             return
         by = ctx.answered_by
@@ -87,8 +88,6 @@ class SampleCapture:
         answer = _answer_text(ctx.reply)
         if not isinstance(messages, list) or answer is None:
             return
-        if mapping:
-            answer = remask(answer, mapping)  # a streamed answer was restored for the client
         if self.detector.kinds_in(answer):
             self.dropped_pii += 1
             logger.debug("request %s: not captured, its answer shows personal data", ctx.id)
@@ -121,14 +120,6 @@ def build_capture(
     if not settings.distill.capture_tenants:
         return None
     return SampleCapture(settings, detector, on_drop)
-
-
-def remask(text: str, mapping: dict[str, str]) -> str:
-    """Replace restored values with their placeholders again (longest value first)."""
-    for placeholder, value in sorted(mapping.items(), key=lambda kv: -len(kv[1])):
-        if value:
-            text = text.replace(value, placeholder)
-    return text
 
 
 def _answer_text(payload: dict[str, Any]) -> str | None:

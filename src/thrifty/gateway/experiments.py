@@ -34,6 +34,7 @@ from hashlib import blake2b
 from thrifty.backends import Registry, Reply
 from thrifty.config import ExperimentSettings
 from thrifty.context import RequestContext
+from thrifty.gateway.stage import Stage
 
 USER_HEADER = "x-thrifty-user"
 _SCALE = 1 << 64  # the hash's 8 bytes as an integer in [0, 2**64)
@@ -92,7 +93,7 @@ def unit_of(ctx: RequestContext) -> str:
     return "request:" + ctx.id
 
 
-class Experiments:
+class Experiments(Stage):
     """A stage, before the router: requests for an experiment's name go to their variant's model."""
 
     def __init__(
@@ -117,7 +118,7 @@ class Experiments:
                     f"known models: {', '.join(known)}"
                 )
 
-    async def __call__(self, ctx: RequestContext) -> Reply | None:
+    async def on_request(self, ctx: RequestContext) -> Reply | None:
         experiment = self.experiments.get(ctx.model)
         if experiment is None:
             return None

@@ -6,13 +6,14 @@ from thrifty.backends import Reply
 from thrifty.config import LimitsSettings
 from thrifty.context import RequestContext
 from thrifty.errors import InvalidRequest
+from thrifty.gateway.stage import Stage
 
 
-class Guard:
+class Guard(Stage):
     def __init__(self, limits: LimitsSettings) -> None:
         self.limits = limits
 
-    async def __call__(self, ctx: RequestContext) -> Reply | None:
+    async def on_request(self, ctx: RequestContext) -> Reply | None:
         body = ctx.body
         messages = body.get("messages")
         if messages is not None and len(messages) > self.limits.max_messages:

@@ -45,6 +45,7 @@ from thrifty.costs.money import convert_nanos, format_nanos, to_nanos
 from thrifty.costs.usage import TokenUsage
 from thrifty.errors import RateLimited, ThriftyError
 from thrifty.gateway.router import prompt_tokens
+from thrifty.gateway.stage import Stage
 
 if TYPE_CHECKING:
     from thrifty.costs.pricebook import PriceBook
@@ -329,7 +330,7 @@ class QuotaUnavailable(ThriftyError):
     code = "limits_unavailable"
 
 
-class Limiter:
+class Limiter(Stage):
     """The pipeline stage that admits a request, and the finisher that charges it."""
 
     def __init__(
@@ -388,7 +389,7 @@ class Limiter:
         nanos = self.estimate_nanos(ctx, prompt, completion) if self.estimate_nanos else 0
         return prompt + completion, nanos
 
-    async def __call__(self, ctx: RequestContext) -> Reply | None:
+    async def on_request(self, ctx: RequestContext) -> Reply | None:
         checks = self.checks(ctx)
         if not checks:
             return None
@@ -416,8 +417,8 @@ class Limiter:
                 del self._held[rid]
                 self.counters.settle(reservation, 0, 0)
 
-    def finish(self, ctx: RequestContext) -> None:
-        """Charge what the request used (a finisher: the meter has priced it by now)."""
+    def on_finish(self, ctx: RequestContext) -> None:
+        """Charge what the request used (the meter has priced it by now)."""
         reservation = self._held.pop(ctx.id, None)
         if reservation is None:
             return

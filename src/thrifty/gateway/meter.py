@@ -30,7 +30,8 @@ class Meter:
         self.cny_per_usd = Decimal(str(settings.cny_per_usd))
         self.registry = registry
 
-    def __call__(self, ctx: RequestContext) -> None:
+    def price(self, ctx: RequestContext) -> None:
+        """Set the request's cost and its all-cloud baseline from its usage."""
         if ctx.usage is None:
             ctx.cost_nanos = 0 if ctx.status >= 400 else None
             return

@@ -30,11 +30,14 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
+import orjson
+
 from thrifty.backends import Reply
 from thrifty.config import ModerationSettings, SelfCheckSettings, WordListSettings
 from thrifty.context import RequestContext
 from thrifty.errors import ContentPolicyViolation
 from thrifty.gateway.pii import iter_message_texts, rewrite_message_texts
+from thrifty.gateway.stage import Stage
 from thrifty.store.review import ReviewItem
 
 if TYPE_CHECKING:
@@ -286,7 +289,7 @@ class SelfCheck(Protocol):
     async def __call__(self, text: str, ctx: RequestContext) -> str | None: ...
 
 
-class Moderation:
+class Moderation(Stage):
     """The input stage, the checks on answers, and the finisher that samples for review."""
 
     def __init__(
@@ -310,9 +313,9 @@ class Moderation:
         self.rng = rng or random.Random()
         self._found: dict[str, list[Finding]] = {}
 
-    # the input stage
+    # the request half
 
-    async def __call__(self, ctx: RequestContext) -> Reply | None:
+    async def on_request(self, ctx: RequestContext) -> Reply | None:
         if self.input.empty:
             return None
         found: list[tuple[str, list[Hit]]] = []
@@ -336,23 +339,24 @@ class Moderation:
 
     # answers
 
-    def check_answer(self, ctx: RequestContext, payload: dict[str, Any]) -> None:
-        """Mask, flag or refuse a whole answer, in place."""
+    def on_reply(self, ctx: RequestContext, payload: dict[str, Any]) -> dict[str, Any]:
+        """Mask, flag or refuse a whole answer (a masked answer is a copy)."""
         if self.output.empty:
-            return
-        found = []
-        for holder, key in _answer_texts(payload):
-            text = holder[key]
+            return payload
+        found = [(t, hits) for _, _, t in _answer_texts(payload) if (hits := self.output.scan(t))]
+        if not found:
+            return payload
+        finding = self._record(ctx, "output", found)
+        if finding.action == "block":
+            raise _withheld(finding)
+        payload = orjson.loads(orjson.dumps(payload))
+        for holder, key, text in _answer_texts(payload):
             hits = self.output.scan(text)
             if hits:
-                found.append((text, hits))
                 holder[key] = apply_masks(text, hits, self.mask)
-        if found:
-            finding = self._record(ctx, "output", found)
-            if finding.action == "block":
-                raise _withheld(finding)
+        return payload
 
-    def stream_guard(self, ctx: RequestContext) -> StreamGuard | None:
+    def on_stream(self, ctx: RequestContext) -> StreamGuard | None:
         return None if self.output.empty else StreamGuard(self, ctx)
 
     def add_finding(self, ctx: RequestContext, finding: Finding) -> None:
@@ -369,9 +373,9 @@ class Moderation:
         self.add_finding(ctx, finding)
         return finding
 
-    # the finisher
+    # after the answer: sample findings for review
 
-    def finish(self, ctx: RequestContext) -> None:
+    def on_finish(self, ctx: RequestContext) -> None:
         findings = self._found.pop(ctx.id, None)
         if not findings or self.review is None:
             return
@@ -428,7 +432,7 @@ class StreamGuard:
                     holder[key] = out
         return chunk
 
-    def close(self) -> dict[str, Any] | None:
+    def close(self) -> list[dict[str, Any]]:
         """A last chunk with text still held (when a choice never said it had finished)."""
         choices = []
         for index in sorted(self.held):
@@ -440,7 +444,7 @@ class StreamGuard:
                     else {"delta": {"content": text}}
                 )
                 choices.append({"index": index, **part, "finish_reason": None})
-        return {**self.head, "choices": choices} if choices else None
+        return [{**self.head, "choices": choices}] if choices else []
 
     def _feed(self, index: int, text: str, final: bool) -> str:
         buffer = self.held.pop(index, "") + text
@@ -503,19 +507,20 @@ def _rewrite_request(body: dict[str, Any], rewrite: Callable[[str], str]) -> dic
     return out
 
 
-def _answer_texts(payload: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
+def _answer_texts(payload: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str, str]]:
+    """(holder, key, text) for each text of a whole answer."""
     for choice in payload.get("choices") or []:
         message = choice.get("message")
         if isinstance(message, dict) and isinstance(message.get("content"), str):
-            yield message, "content"
+            yield message, "content", message["content"]
         if isinstance(choice.get("text"), str):
-            yield choice, "text"
+            yield choice, "text", choice["text"]
 
 
 # --- the optional model self-check -------------------------------------------------------------
 
 
-class SelfCheckStage:
+class SelfCheckStage(Stage):
     """Asks a judge about the request's text; UNSAFE blocks or flags, as configured."""
 
     def __init__(
@@ -526,7 +531,7 @@ class SelfCheckStage:
         self.max_chars = settings.max_chars
         self.moderation = moderation
 
-    async def __call__(self, ctx: RequestContext) -> Reply | None:
+    async def on_request(self, ctx: RequestContext) -> Reply | None:
         text = "\n".join(_request_texts(ctx.body))[-self.max_chars :]
         try:
             reason = await self.check(text, ctx)

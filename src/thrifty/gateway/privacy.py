@@ -15,18 +15,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from thrifty.backends import Registry, Reply
 from thrifty.config import PrivacySettings
 from thrifty.context import RequestContext
 from thrifty.errors import RouteRejected
 from thrifty.gateway.pii import Masker, PIIDetector, StreamUnmasker, unmask
+from thrifty.gateway.stage import Stage
 
 
-class PIIScan:
+class PIIScan(Stage):
     def __init__(self, detector: PIIDetector) -> None:
         self.detector = detector
 
-    async def __call__(self, ctx: RequestContext) -> Reply | None:
+    async def on_request(self, ctx: RequestContext) -> Reply | None:
         body = ctx.body
         messages = body.get("messages")
         if messages is not None:
@@ -44,7 +47,7 @@ class PIIScan:
         return None
 
 
-class PrivacyGuard:
+class PrivacyGuard(Stage):
     def __init__(
         self, settings: PrivacySettings, registry: Registry, detector: PIIDetector
     ) -> None:
@@ -53,7 +56,7 @@ class PrivacyGuard:
         self.detector = detector
         self.masker = Masker(detector)
 
-    async def __call__(self, ctx: RequestContext) -> Reply | None:
+    async def on_request(self, ctx: RequestContext) -> Reply | None:
         if not ctx.pii or not any(t.upstream is not None for t in ctx.targets):
             return None
         kinds = "+".join(sorted(ctx.pii))
@@ -63,7 +66,7 @@ class PrivacyGuard:
             return None
         if action == "mask":
             if self._mask(ctx):
-                ctx.reason += f"; pii={kinds} masked"
+                ctx.notes.append(f"pii={kinds} masked")
                 return None
             action = "local"  # something the masker could not replace: fail closed
             ctx.body, ctx.pii_mapping = original, None
@@ -81,9 +84,20 @@ class PrivacyGuard:
                 )
             local = [target]
         ctx.targets = local
-        ctx.route = local[0].route
-        ctx.reason += f"; pii={kinds} -> local only"
+        ctx.notes.append(f"pii={kinds} -> local only")
         return None
+
+    # the answer halves: masked values go back where they were
+
+    def on_reply(self, ctx: RequestContext, payload: dict[str, Any]) -> dict[str, Any]:
+        if not ctx.pii_mapping:
+            return payload
+        restored = orjson.loads(orjson.dumps(payload))  # ctx.reply keeps the masked answer
+        unmask_payload(restored, ctx.pii_mapping)
+        return restored
+
+    def on_stream(self, ctx: RequestContext) -> StreamRestorer | None:
+        return StreamRestorer(ctx.pii_mapping) if ctx.pii_mapping else None
 
     def _mask(self, ctx: RequestContext) -> bool:
         """Mask in place; False when the masked request still carries personal data."""
@@ -135,3 +149,6 @@ class StreamRestorer:
             if choice.get("finish_reason") is not None:
                 holder[key] = (holder.get(key) or "") + unmasker.flush()
         return payload
+
+    def close(self) -> list[dict[str, Any]]:
+        return []

@@ -5,13 +5,14 @@ from __future__ import annotations
 from thrifty.backends import Registry, Reply
 from thrifty.context import RequestContext
 from thrifty.errors import ModelNotFound
+from thrifty.gateway.stage import Stage
 
 
-class ModelRoute:
+class ModelRoute(Stage):
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
 
-    async def __call__(self, ctx: RequestContext) -> Reply | None:
+    async def on_request(self, ctx: RequestContext) -> Reply | None:
         if ctx.targets:  # an earlier stage (the router) decided already
             return None
         target = self.registry.resolve(ctx.model)
@@ -22,6 +23,5 @@ class ModelRoute:
                 param="model",
             )
         ctx.targets = [target]
-        ctx.route = target.route
         ctx.reason = f"model:{ctx.model}"
         return None

@@ -32,6 +32,7 @@ from thrifty.context import RequestContext
 from thrifty.errors import InvalidRequest, RouteRejected
 from thrifty.gateway.complexity import HeuristicScorer, Scorer, estimate_tokens
 from thrifty.gateway.pii import iter_message_texts
+from thrifty.gateway.stage import Stage
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -96,7 +97,7 @@ class Decision:
         return f"rule:{self.rule.name}" + (f" ({self.why})" if self.why else "")
 
 
-class Router:
+class Router(Stage):
     """A stage: decides targets for requests whose model names the router."""
 
     def __init__(
@@ -123,7 +124,7 @@ class Router:
                 if name != "reject" and self.registry.resolve(name) is None:
                     raise ValueError(f"router rule {rule.name!r} targets unknown model {name!r}")
 
-    async def __call__(self, ctx: RequestContext) -> Reply | None:
+    async def on_request(self, ctx: RequestContext) -> Reply | None:
         self.qps.hit()
         if ctx.model not in self.models:
             return None
@@ -133,7 +134,6 @@ class Router:
         if rule.target == "reject":
             raise RouteRejected(rule.message or f"rejected by routing rule {rule.name!r}")
         ctx.targets = [self._target(name) for name in _target_names(rule)]
-        ctx.route = ctx.targets[0].route
         if rule.overrides is not None:
             apply_overrides(ctx, rule.overrides)
         return None

@@ -44,7 +44,7 @@ def row_of(ctx: RequestContext) -> tuple[Any, ...]:
         ctx.endpoint,
         ctx.model,
         ctx.route,
-        ctx.reason,
+        ctx.reason_header,
         ctx.answered_by.model if ctx.answered_by else None,
         int(ctx.stream),
         int(usage.get("prompt_tokens") or 0),

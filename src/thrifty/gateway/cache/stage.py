@@ -43,6 +43,7 @@ from thrifty.gateway.cache.memory import MemoryStore
 from thrifty.gateway.cache.metrics import CacheMetrics
 from thrifty.gateway.cache.redis import RedisStore, VectorRecord
 from thrifty.gateway.metrics import Metrics
+from thrifty.gateway.stage import Stage
 
 if TYPE_CHECKING:
     from thrifty.gateway.cache.embed import Embedder
@@ -67,7 +68,7 @@ class _Pending:
     signature: Signature | None = None
 
 
-class ResponseCache:
+class ResponseCache(Stage):
     def __init__(
         self,
         settings: CacheSettings,
@@ -113,7 +114,7 @@ class ResponseCache:
 
     # -- the stage --------------------------------------------------------------------------
 
-    async def __call__(self, ctx: RequestContext) -> Reply | None:
+    async def on_request(self, ctx: RequestContext) -> Reply | None:
         if not self.enabled or not ctx.targets:
             return None
         wants = directives(ctx)
@@ -139,7 +140,7 @@ class ResponseCache:
         if wants.store:
             self._pending[ctx.id] = pending
             if ctx.stream:
-                ctx.capture_stream = True
+                ctx.keep_reply = True
         return None
 
     def _skip_reason(self, ctx: RequestContext, wanted: bool) -> str | None:
@@ -186,8 +187,6 @@ class ResponseCache:
         self, ctx: RequestContext, raw: bytes, kind: str, similarity: float | None
     ) -> Reply:
         payload = orjson.loads(raw)  # a fresh object: the API may edit what it sends
-        ctx.route = "cache"
-        ctx.reason = f"cache:{kind}"
         ctx.cache = "hit-exact" if similarity is None else f"hit-semantic;sim={similarity:.2f}"
         usage = payload.get("usage")
         ctx.usage = usage if isinstance(usage, dict) else None
@@ -196,7 +195,7 @@ class ResponseCache:
 
     # -- the finisher -----------------------------------------------------------------------
 
-    def finish(self, ctx: RequestContext) -> None:
+    def on_finish(self, ctx: RequestContext) -> None:
         """Store a completed answer that a model gave to a request that may be cached."""
         pending = self._pending.pop(ctx.id, None)
         if pending is None or ctx.status != 200 or ctx.route == "cache" or ctx.reply is None:

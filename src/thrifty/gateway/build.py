@@ -1,0 +1,173 @@
+"""`build_gateway(settings)`: the one place that lists the stages, in order.
+
+Request halves run top to bottom; answer halves (whole, streamed) and finish halves bottom to top.
+
+    access      Admit               a viewer may not call models; a limited key names its models
+    guard       Guard               sizes a request must meet before anything is spent on it
+    moderation  Moderation          word lists on the request; on the answer (whole or streamed)
+                SelfCheckStage      (optional) a judge model on the request
+    privacy     PIIScan             which kinds of personal data the request carries
+    route       Experiments         an experiment's name becomes its variant's model (before the
+                                    router, which may own the variant's model name)
+                Router              rules -> targets for router names (`auto`)
+                ModelRoute          a model name -> its target, when no router decided
+    privacy     PrivacyGuard        enforce privacy.on_pii on the final targets; restore masked
+                                    values in the answer
+    access      ScopeTargets        narrow the targets to the ones the key may use
+    cache       ResponseCache       after privacy and scope decided the final targets; stores the
+                                    finished answer
+    limits      Limiter             last of the checks: counts what is about to be called, on its
+                                    final route; charges the real usage when finished
+    capture     SampleCapture       (opt-in) keeps masked cloud answers for distillation
+
+then the call (backends with deadline, retries, fallback, breakers) and the meter (cost, saving,
+request log, metrics, audit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from thrifty.backends import Registry
+from thrifty.config import Settings
+from thrifty.context import RequestContext
+from thrifty.costs.pricebook import PriceBook
+from thrifty.gateway.access import Admit, ScopeTargets
+from thrifty.gateway.breaker import CircuitBreaker
+from thrifty.gateway.cache import ResponseCache
+from thrifty.gateway.call import Caller
+from thrifty.gateway.capture import SampleCapture, build_capture
+from thrifty.gateway.experiments import Experiments
+from thrifty.gateway.guard import Guard
+from thrifty.gateway.limits import Limiter, PriceEstimate, build_limiter
+from thrifty.gateway.meter import Meter
+from thrifty.gateway.metrics import Metrics
+from thrifty.gateway.moderation import Moderation, build_self_check
+from thrifty.gateway.pii import PIIDetector
+from thrifty.gateway.pipeline import Gateway
+from thrifty.gateway.privacy import PIIScan, PrivacyGuard
+from thrifty.gateway.route import ModelRoute
+from thrifty.gateway.router import Router
+from thrifty.gateway.stage import Stage
+from thrifty.store.audit import AuditLog
+from thrifty.store.batching import BatchWriter
+from thrifty.store.request_log import RequestLog
+from thrifty.store.review import ReviewQueue
+from thrifty.store.samples import SampleLog
+
+
+@dataclass
+class GatewayParts:
+    """The gateway and what it holds: the parts admin routes and gauges read, and the stores
+    it opens and closes."""
+
+    gateway: Gateway
+    router: Router
+    experiments: Experiments
+    moderation: Moderation
+    cache: ResponseCache
+    limiter: Limiter
+    capture: SampleCapture | None
+    breakers: dict[str, CircuitBreaker]
+    request_log: RequestLog
+    audit: AuditLog
+    review: ReviewQueue
+    writers: list[BatchWriter[Any]] = field(default_factory=list)
+
+    def open(self) -> None:
+        self.request_log.open()
+        self.audit.open()
+        self.review.open()
+        if self.capture is not None:
+            self.capture.open()
+
+    async def close(self) -> None:
+        await self.limiter.close()
+        await self.cache.flush()  # writes in flight land before the threads stop
+        self.cache.close()
+        self.request_log.close()
+        self.audit.close()
+        self.review.close()
+        if self.capture is not None:
+            self.capture.close()
+
+
+def build_gateway(settings: Settings, registry: Registry, metrics: Metrics) -> GatewayParts:
+    store = settings.store
+    prices = PriceBook.load(settings.prices)
+
+    def dropped(name: str) -> Callable[[int], None]:
+        return metrics.store_dropped.labels(name).inc
+
+    request_log = RequestLog(
+        settings.database_url,
+        batch_size=store.batch_size,
+        flush_interval_s=store.flush_interval_s,
+        max_buffered=store.max_buffered_rows,
+        on_drop=dropped(RequestLog.name),
+        spool=settings.home / "spool" if store.spool else None,
+    )
+    audit = AuditLog(
+        settings.database_url,
+        flush_interval_s=store.flush_interval_s,
+        max_buffered=store.max_buffered_rows,
+        on_drop=dropped(AuditLog.name),
+    )
+    breakers = {
+        up.name: CircuitBreaker(up.breaker.failures, up.breaker.window_s, up.breaker.cooldown_s)
+        for up in settings.upstreams
+    }
+    caller = Caller(
+        breakers,
+        {up.name: up.max_retries for up in settings.upstreams},
+        on_retry=lambda name: metrics.retries.labels(name).inc(),
+    )
+    detector = PIIDetector(settings.privacy.detect)
+    router = Router(settings.router, registry)
+    experiments = Experiments(settings.experiments, registry, router.models)
+    review = ReviewQueue(settings.database_url)
+    moderation = Moderation(settings.moderation, review=review.add)
+    self_check = build_self_check(settings, caller, registry, moderation)
+    limiter = build_limiter(settings.limits, PriceEstimate(prices, settings.costs.cny_per_usd))
+    cache = ResponseCache(settings.cache, metrics)
+    capture = build_capture(settings, detector, on_drop=dropped(SampleLog.name))
+
+    stages: list[Stage | None] = [
+        Admit(registry, router.models),
+        Guard(settings.limits),
+        moderation,
+        self_check,
+        PIIScan(detector),
+        experiments,
+        router,
+        ModelRoute(registry),
+        PrivacyGuard(settings.privacy, registry, detector),
+        ScopeTargets(router.models),
+        cache,
+        limiter,
+        capture,
+    ]
+    recorders: list[Callable[[RequestContext], None]] = [request_log.append, metrics.observe]
+    if settings.auth.audit_requests:
+        recorders.append(audit.record)
+    meter = Meter(settings.costs, prices, registry)
+    gateway = Gateway([s for s in stages if s is not None], caller, meter.price, recorders)
+    writers: list[BatchWriter[Any]] = [request_log, audit]
+    if capture is not None:
+        writers.append(capture.log)
+    return GatewayParts(
+        gateway=gateway,
+        router=router,
+        experiments=experiments,
+        moderation=moderation,
+        cache=cache,
+        limiter=limiter,
+        capture=capture,
+        breakers=breakers,
+        request_log=request_log,
+        audit=audit,
+        review=review,
+        writers=writers,
+    )
