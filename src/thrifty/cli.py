@@ -257,8 +257,9 @@ def models_list(config: str | None) -> None:
     for name, entry in added.items():
         rows.append((name, str(entry.path), "local GGUF (thrifty models add)"))
     for up in settings.upstreams:
-        for alias, target in up.models.items():
-            rows.append((alias, f"{up.name}:{target}", up.base_url))
+        for alias, (target, params) in up.targets().items():
+            sent = "".join(f" {key}={value}" for key, value in params.items())
+            rows.append((alias, f"{up.name}:{target}{sent}", up.base_url))
     width = max(len(r[0]) for r in rows)
     for name, where, about in rows:
         click.echo(f"{name:<{width}}  {about}  [{where}]")

@@ -29,7 +29,11 @@ _EXAMPLES: dict[str, str] = {
 # - name: deepseek
 #   base_url: https://api.deepseek.com
 #   api_key_env: DEEPSEEK_API_KEY      # the key stays in the environment, never in this file
-#   models: {deepseek-chat: deepseek-chat, deepseek-reasoner: deepseek-reasoner}
+#   models:                            # client's name -> upstream's name (+ request fields)
+#     deepseek-v4-flash: deepseek-v4-flash
+#     deepseek-v4-pro: deepseek-v4-pro
+#     deepseek-chat: {model: deepseek-v4-flash, thinking: {type: disabled}}
+#     deepseek-reasoner: {model: deepseek-v4-flash, thinking: {type: enabled}}
 #   timeout_s: 60
 #   max_retries: 2
 """,

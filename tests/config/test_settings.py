@@ -51,7 +51,12 @@ def test_deepseek_key_alone_adds_the_upstream(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("DEEPSEEK_BASE_URL", "http://127.0.0.1:9/v1")
     (upstream,) = Settings().upstreams
     assert upstream.base_url == "http://127.0.0.1:9/v1"
-    assert set(upstream.models) == {"deepseek-chat", "deepseek-reasoner"}
+    assert upstream.targets() == {
+        "deepseek-chat": ("deepseek-v4-flash", {"thinking": {"type": "disabled"}}),
+        "deepseek-reasoner": ("deepseek-v4-flash", {"thinking": {"type": "enabled"}}),
+        "deepseek-v4-flash": ("deepseek-v4-flash", {}),
+        "deepseek-v4-pro": ("deepseek-v4-pro", {}),
+    }
     assert upstream.api_key() == "sk-secret-value"
     shown = CliRunner().invoke(main, ["config", "show"])
     assert shown.exit_code == 0

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 from thrifty.backends.base import Backend, Reply, StreamStats
 from thrifty.backends.engine import ManagedEngine
@@ -38,6 +41,11 @@ class Target:
     model: str
     upstream: str | None = None  # upstream's name (for breakers and metrics); None for local
     capabilities: frozenset[str] = CAPABILITIES  # features it can honour (routing skips others)
+    # Request fields the model mapping sends along, e.g. DeepSeek's {"thinking": {...}}; the
+    # client's own fields win over them (see gateway.call.upstream_body).
+    params: Mapping[str, Any] = field(
+        default_factory=lambda: MappingProxyType({}), compare=False, hash=False
+    )
 
 
 class Registry:
@@ -90,8 +98,14 @@ def build_registry(settings: Settings) -> Registry:
             timeout_s=up.timeout_s,
         )
         caps = CAPABILITIES if up.capabilities is None else frozenset(up.capabilities)
-        for alias, upstream_model in up.models.items():
-            registry.add(
-                [alias], Target(alias, client, upstream_model, upstream=up.name, capabilities=caps)
+        for alias, (upstream_model, params) in up.targets().items():
+            target = Target(
+                alias,
+                client,
+                upstream_model,
+                upstream=up.name,
+                capabilities=caps,
+                params=MappingProxyType(params),
             )
+            registry.add([alias], target)
     return registry

@@ -28,13 +28,17 @@ from thrifty.config.store import StoreSettings
 from thrifty.config.train import DistillSettings
 from thrifty.config.upstreams import (
     DEEPSEEK_ALIASES,
+    DEEPSEEK_MODELS,
     DEFAULT_DEEPSEEK_URL,
     BreakerSettings,
+    UpstreamModel,
     UpstreamSettings,
+    deepseek_models,
 )
 
 __all__ = [
     "DEEPSEEK_ALIASES",
+    "DEEPSEEK_MODELS",
     "DEFAULT_DEEPSEEK_URL",
     "DEFAULT_SELF_CHECK_PROMPT",
     "AuthSettings",
@@ -57,11 +61,13 @@ __all__ = [
     "Settings",
     "StoreSettings",
     "TimeWindow",
+    "UpstreamModel",
     "UpstreamSettings",
     "VLLMSettings",
     "VariantSettings",
     "WordListSettings",
     "_Section",
     "config_path",
+    "deepseek_models",
     "load_settings",
 ]

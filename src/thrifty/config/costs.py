@@ -12,7 +12,8 @@ from thrifty.costs.local import LocalCost
 
 class CostSettings(_Section):
     baseline_model: str = Field(
-        "deepseek-chat", description="Cloud model whose price is the all-cloud baseline."
+        "deepseek-v4-flash",
+        description="Cloud model (as the upstream names it) whose price is the all-cloud baseline.",
     )
     cny_per_usd: float = Field(7.2, description="Exchange rate for CNY prices and reports.", gt=0)
     local_basis: Literal["marginal", "fully_loaded"] = Field(

@@ -33,7 +33,13 @@ from thrifty.config.routing import ExperimentSettings, RouterSettings
 from thrifty.config.safety import AuthSettings, ModerationSettings, PrivacySettings
 from thrifty.config.store import StoreSettings
 from thrifty.config.train import DistillSettings
-from thrifty.config.upstreams import DEEPSEEK_ALIASES, DEFAULT_DEEPSEEK_URL, UpstreamSettings
+from thrifty.config.upstreams import (
+    DEEPSEEK_ALIASES,
+    DEEPSEEK_MODELS,
+    DEFAULT_DEEPSEEK_URL,
+    UpstreamSettings,
+    deepseek_models,
+)
 
 
 class Settings(BaseSettings):
@@ -94,17 +100,23 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _add_deepseek(self) -> Settings:
-        """DEEPSEEK_API_KEY alone makes DeepSeek's API an upstream (DEEPSEEK_BASE_URL moves it)."""
+        """DEEPSEEK_API_KEY alone makes DeepSeek's API an upstream (DEEPSEEK_BASE_URL moves it).
+
+        It serves deepseek-v4-flash and deepseek-v4-pro, and the older names clients use:
+        deepseek-chat and deepseek-reasoner, sent as V4-Flash with thinking disabled / enabled.
+        An upstream in the config that already offers any of these names wins: none is added.
+        """
         if not os.environ.get("DEEPSEEK_API_KEY"):
             return self
-        if any(a in u.models for u in self.upstreams for a in DEEPSEEK_ALIASES):
+        names = (*DEEPSEEK_ALIASES, *DEEPSEEK_MODELS)
+        if any(name in u.models for u in self.upstreams for name in names):
             return self
         self.upstreams.append(
             UpstreamSettings(
                 name="deepseek",
                 base_url=os.environ.get("DEEPSEEK_BASE_URL") or DEFAULT_DEEPSEEK_URL,
                 api_key_env="DEEPSEEK_API_KEY",
-                models={a: a for a in DEEPSEEK_ALIASES},
+                models=deepseek_models(),
             )
         )
         return self
