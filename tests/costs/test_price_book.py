@@ -168,9 +168,11 @@ def test_user_row_overrides_from_its_date(chat: TokenUsage) -> None:
     # the user's period, no window: 1000×10 + 234×100 + 567×200 = 10,000 + 23,400 + 113,400
     assert book.cost_nanos("deepseek-chat", chat, utc(2026, 12, 1, 17)) == 146_800
     assert book.cost_nanos("deepseek-chat", chat, utc(2026, 12, 1, 0)) == 146_800
-    # the shipped table still prices what the user's row does not cover (V3.2 prices):
-    # 1000×28 + 234×280 + 567×420 = 28,000 + 65,520 + 238,140
-    assert book.cost_nanos("deepseek-chat", chat, utc(2026, 11, 30, 23, 59, 59)) == 331_660
+    # the shipped table still prices what the user's row does not cover: V4-Flash after the
+    # cache-hit cut, 1000×2.8 + 234×140 + 567×280 = 2,800 + 32,760 + 158,760
+    assert book.cost_nanos("deepseek-chat", chat, utc(2026, 11, 30, 23, 59, 59)) == 194_320
+    # and V3.2 before V4: 1000×28 + 234×280 + 567×420 = 28,000 + 65,520 + 238,140
+    assert book.cost_nanos("deepseek-chat", chat, utc(2026, 4, 23, 23, 59, 59)) == 331_660
     assert book.cost_nanos("deepseek-chat", chat, utc(2025, 9, 4, 17)) == CHAT_OFF_PEAK
     assert book.cost_nanos("deepseek-reasoner", chat, utc(2025, 6, 6, 10)) == 1_510_430
 

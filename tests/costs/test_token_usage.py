@@ -84,3 +84,34 @@ def test_direct_construction_is_checked() -> None:
         TokenUsage(prompt_tokens=5, completion_tokens=0, cache_hit_tokens=6)
     with pytest.raises(ValueError, match="non-negative"):
         TokenUsage(prompt_tokens=-1, completion_tokens=0)
+
+
+def test_reasoning_tokens_are_part_of_the_completion() -> None:
+    # DeepSeek V4 in thinking mode: completion_tokens already holds the reasoning.
+    usage = TokenUsage.from_openai(
+        {
+            "prompt_tokens": 20,
+            "completion_tokens": 120,
+            "prompt_cache_hit_tokens": 0,
+            "prompt_cache_miss_tokens": 20,
+            "completion_tokens_details": {"reasoning_tokens": 100},
+        }
+    )
+    assert usage == TokenUsage(20, 120, 0, reasoning_tokens=100)
+
+
+def test_reasoning_reported_beside_the_completion_is_added() -> None:
+    # more reasoning than completion tokens: the server left the reasoning out of its count
+    usage = TokenUsage.from_openai(
+        {
+            "prompt_tokens": 20,
+            "completion_tokens": 30,
+            "completion_tokens_details": {"reasoning_tokens": 100},
+        }
+    )
+    assert (usage.completion_tokens, usage.reasoning_tokens) == (130, 100)
+
+
+def test_reasoning_beyond_the_completion_is_refused() -> None:
+    with pytest.raises(ValueError, match="reasoning"):
+        TokenUsage(10, 5, 0, reasoning_tokens=6)

@@ -12,6 +12,10 @@ Both are one mapping, model name → list of periods::
         windows:                          # optional discount (or surcharge) windows, UTC
           - {name: off-peak, start: "16:30", end: "00:30",
              input_cache_hit: 0.035, input_cache_miss: 0.135, output: 0.55}
+        source: DeepSeek Models & Pricing # where the figures come from (shown by thrifty prices)
+        checked: 2025-03-01               # the day they were last checked against the source
+        published_in:                     # optional: the list prices in other currencies, shown
+          CNY: {input_cache_hit: 0.5, input_cache_miss: 2, output: 8}   # but never billed
 
 A window may wrap midnight; with ``weekdays`` it applies on the days it *starts* on.
 Times without a zone are UTC.
@@ -107,6 +111,14 @@ class PeriodSpec(PriceRow):
     effective_to: datetime | date | None = None
     currency: str = "USD"
     windows: tuple[WindowSpec, ...] = ()
+    source: str | None = Field(default=None, description="Where these prices come from.")
+    checked: date | None = Field(
+        default=None, description="The day the prices were last checked against `source`."
+    )
+    published_in: dict[str, PriceRow] = Field(
+        default_factory=dict,
+        description="The same period's list prices in other currencies, for display only.",
+    )
 
     @field_validator("currency")
     @classmethod
@@ -115,6 +127,15 @@ class PeriodSpec(PriceRow):
         if value not in CURRENCIES:
             raise ValueError(f"currency must be one of {', '.join(CURRENCIES)}, got {value!r}")
         return value
+
+    @field_validator("published_in")
+    @classmethod
+    def _published_currencies(cls, value: dict[str, PriceRow]) -> dict[str, PriceRow]:
+        upper = {currency.upper(): row for currency, row in value.items()}
+        unknown = sorted(set(upper) - set(CURRENCIES))
+        if unknown:
+            raise ValueError(f"published_in currencies must be among {', '.join(CURRENCIES)}")
+        return upper
 
     @model_validator(mode="after")
     def _ordered(self) -> PeriodSpec:

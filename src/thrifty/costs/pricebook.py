@@ -18,7 +18,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from importlib import resources
 from typing import Any
@@ -99,10 +99,17 @@ class Window:
 
 @dataclass(frozen=True, slots=True)
 class Tariff:
-    """One period's prices: the base rates and the windows that override them."""
+    """One period's prices: the base rates and the windows that override them.
+
+    ``source`` and ``checked`` say where the figures come from and when they were last checked;
+    ``published`` holds the list prices in other currencies (display only, never billed).
+    """
 
     base: Rates
     windows: tuple[Window, ...] = ()
+    source: str | None = None
+    checked: date | None = None
+    published: Mapping[str, Rates] = field(default_factory=dict, compare=False)
 
     @classmethod
     def of(cls, period: PeriodSpec) -> Tariff:
@@ -111,7 +118,14 @@ class Tariff:
             start, end = spec.seconds()
             days = None if spec.weekdays is None else frozenset(map(WEEKDAYS.index, spec.weekdays))
             windows.append(Window(start, end, days, Rates.of(spec, period.currency, spec.name)))
-        return cls(Rates.of(period, period.currency), tuple(windows))
+        published = {cur: Rates.of(row, cur) for cur, row in period.published_in.items()}
+        return cls(
+            Rates.of(period, period.currency),
+            tuple(windows),
+            period.source,
+            period.checked,
+            published,
+        )
 
     def rates_at(self, at: datetime) -> Rates:
         """The first window containing ``at`` (UTC), else the base rates."""
@@ -206,6 +220,18 @@ class PriceBook:
     def currency(self, model: str) -> str:
         """The currency ``model`` is priced in; KeyError for a model without prices."""
         return self._models[model].tariffs[0].base.currency
+
+    def periods(self, model: str) -> list[tuple[datetime, datetime | None, Tariff]]:
+        """``model``'s periods in time order: start, end (None: open-ended) and tariff."""
+        timeline = self._models.get(model)
+        if timeline is None:
+            return []
+        return [
+            (start, None if end == _FOREVER else end, tariff)
+            for start, end, tariff in zip(
+                timeline.starts, timeline.ends, timeline.tariffs, strict=True
+            )
+        ]
 
     def tariff_at(self, model: str, at: datetime) -> Tariff | None:
         """The period in force for ``model`` at ``at`` (aware), or None when none is."""
