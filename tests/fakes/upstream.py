@@ -20,6 +20,15 @@ DeepSeek's ``prompt_cache_hit_tokens`` / ``prompt_cache_miss_tokens``, where a m
 in an earlier request counts as hits; the answer names the length of the last user message, so
 tests can tell answers apart), ``GET /v1/models``, ``GET /health``.
 
+With ``--flavor deepseek-v4`` (``start_upstream(flavor="deepseek-v4")``) it behaves like DeepSeek's
+API since V4: it knows only ``deepseek-v4-flash`` and ``deepseek-v4-pro`` (any other model name is
+a 400, as the retired ``deepseek-chat`` is), thinks unless the request says
+``"thinking": {"type": "disabled"}`` (the answer then carries ``reasoning_content``, whole and in
+stream deltas, and usage counts it in ``completion_tokens`` and
+``completion_tokens_details.reasoning_tokens``), and writes JSON the way Python's ``json.dumps``
+does (spaces after separators, non-ASCII as ``\\u`` escapes). The reasoning of ``echo:TEXT`` is
+``Echo TEXT back.``, in small pieces too.
+
 Control: ``POST /_fault`` ``{"mode", "delay_s", "retry_after", "times"}``, ``GET /_stats``,
 ``POST /_reset``. Faults apply to completion requests only; ``times: N`` limits a fault to the next
 N of them, after which the upstream is ``ok`` again. The modes are in `MODES`.
@@ -30,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -64,6 +74,8 @@ MODES: dict[str, str] = {
     "cut": "stream: two chunks, then drop the connection; not stream: half a body, then drop",
 }
 DEFAULT_MODEL = "fake-chat"
+FLAVORS = ("plain", "deepseek-v4")
+V4_MODELS = ("deepseek-v4-flash", "deepseek-v4-pro")
 _KEPT_BODIES = 50
 _MAX_REMEMBERED_PREFIXES = 100_000
 _JSON = b"application/json"
@@ -191,8 +203,17 @@ async def _respond(
 class FakeUpstreamApp:
     """The ASGI app: canned completions, faults on demand, and a record of what it was sent."""
 
-    def __init__(self, mode: str = "ok", model_name: str = DEFAULT_MODEL) -> None:
+    def __init__(
+        self, mode: str = "ok", model_name: str = DEFAULT_MODEL, flavor: str = "plain"
+    ) -> None:
+        if flavor not in FLAVORS:
+            raise ValueError(f"unknown flavor {flavor!r}; flavors: {', '.join(FLAVORS)}")
         self.model_name = model_name
+        self.v4 = flavor == "deepseek-v4"
+        # DeepSeek writes spaced JSON with ASCII escapes, as Python's json.dumps does
+        self.dumps: Callable[[Any], bytes] = (
+            (lambda obj: json.dumps(obj).encode()) if self.v4 else orjson.dumps
+        )
         self.fault = Fault.parse({"mode": mode})
         self.requests = 0
         self.bodies: deque[Any] = deque(maxlen=_KEPT_BODIES)
@@ -300,13 +321,34 @@ class FakeUpstreamApp:
         elif mode == "http429":
             error = _error_body("fake upstream: slow down", "rate_limit_error", "rate_limited")
             await _respond(send, 429, error, extra=[(b"retry-after", _seconds(fault.retry_after))])
+        elif self.v4 and body.get("model") not in V4_MODELS:
+            message = f"Model Not Exist: {body.get('model')!r}; models: {', '.join(V4_MODELS)}"
+            await _respond(send, 400, _error_body(message, "invalid_request_error", "bad_model"))
         elif body.get("stream"):
             await self._stream(endpoint, body, mode, receive, send)
         else:
             await self._whole(endpoint, body, mode, receive, send)
 
-    def _answer(self, endpoint: str, body: dict[str, Any]) -> tuple[list[str], str, dict[str, Any]]:
-        """The answer's tokens (one word each), its finish reason, and its usage."""
+    def _thinks(self, endpoint: str, body: dict[str, Any]) -> bool:
+        """V4 thinks by default, on chat requests, unless thinking is disabled."""
+        thinking = body.get("thinking")
+        disabled = isinstance(thinking, dict) and thinking.get("type") == "disabled"
+        return self.v4 and endpoint == "chat" and not disabled
+
+    def _reasoning(self, endpoint: str, body: dict[str, Any]) -> list[str]:
+        """The reasoning's tokens: empty unless the model thinks."""
+        if not self._thinks(endpoint, body):
+            return []
+        text = _last_user_text(endpoint, body)
+        if text.startswith("echo:"):
+            said = f"Echo {text[5:]} back."
+            return [said[i : i + 3] for i in range(0, len(said), 3)]
+        return ["The", " user", " wrote", f" {len(text)}", " characters."]
+
+    def _answer(
+        self, endpoint: str, body: dict[str, Any]
+    ) -> tuple[list[str], list[str], str, dict[str, Any]]:
+        """The answer's tokens (one word each), its reasoning's, its finish reason, its usage."""
         text = _last_user_text(endpoint, body)
         if text.startswith("echo:"):  # say the rest back, in small pieces (masking tests)
             rest = text[5:]
@@ -317,7 +359,11 @@ class FakeUpstreamApp:
         finish = "stop"
         if isinstance(limit, int) and 0 < limit < len(words):
             words, finish = words[:limit], "length"
-        return words, finish, self._usage(_prompt_parts(endpoint, body), len(words))
+        reasoning = self._reasoning(endpoint, body)
+        usage = self._usage(_prompt_parts(endpoint, body), len(reasoning) + len(words))
+        if self.v4:
+            usage["completion_tokens_details"] = {"reasoning_tokens": len(reasoning)}
+        return words, reasoning, finish, usage
 
     def _usage(self, parts: list[str], completion_tokens: int) -> dict[str, Any]:
         """Usage in DeepSeek's shape: the longest message prefix seen before counts as hits."""
@@ -353,17 +399,20 @@ class FakeUpstreamApp:
     async def _whole(
         self, endpoint: str, body: dict[str, Any], mode: str, receive: Receive, send: Send
     ) -> None:
-        words, finish, usage = self._answer(endpoint, body)
+        words, reasoning, finish, usage = self._answer(endpoint, body)
         text = "".join(words)
         if endpoint == "chat":
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}}
+            message = {"role": "assistant", "content": text}
+            if reasoning:
+                message["reasoning_content"] = "".join(reasoning)
+            choice: dict[str, Any] = {"index": 0, "message": message}
             payload = self._head(body, "chat.completion")
         else:
             choice = {"index": 0, "text": text}
             payload = self._head(body, "text_completion")
         choice.update(logprobs=None, finish_reason=finish)
         payload.update(choices=[choice], usage=usage)
-        data = orjson.dumps(payload)
+        data = self.dumps(payload)
         if mode == "malformed":
             await _respond(send, 200, data[: len(data) // 2])  # truncated JSON, whole response
         elif mode == "cut":
@@ -380,7 +429,7 @@ class FakeUpstreamApp:
     async def _stream(
         self, endpoint: str, body: dict[str, Any], mode: str, receive: Receive, send: Send
     ) -> None:
-        words, finish, usage = self._answer(endpoint, body)
+        words, reasoning, finish, usage = self._answer(endpoint, body)
         await send(
             {
                 "type": "http.response.start",
@@ -394,19 +443,26 @@ class FakeUpstreamApp:
         chat = endpoint == "chat"
         head = self._head(body, "chat.completion.chunk" if chat else "text_completion")
         events: list[bytes] = []
-        for i, word in enumerate(words):
+        # DeepSeek streams the reasoning first, with "content": null, then the content with
+        # "reasoning_content": null; only a thinking answer's deltas carry the second key
+        thinking = bool(reasoning)
+        pieces = [("reasoning_content", r) for r in reasoning] + [("content", w) for w in words]
+        for i, (key, piece) in enumerate(pieces):
             if chat:
-                delta = {"role": "assistant", "content": word} if i == 0 else {"content": word}
+                delta: dict[str, Any] = {"role": "assistant"} if i == 0 else {}
+                if thinking:
+                    delta.update(content=None, reasoning_content=None)
+                delta[key] = piece
                 choice: dict[str, Any] = {"index": 0, "delta": delta}
             else:
-                choice = {"index": 0, "text": word}
+                choice = {"index": 0, "text": piece}
             choice.update(logprobs=None, finish_reason=None)
-            events.append(orjson.dumps({**head, "choices": [choice]}))
+            events.append(self.dumps({**head, "choices": [choice]}))
         last: dict[str, Any] = {"index": 0, "delta": {}} if chat else {"index": 0, "text": ""}
         last.update(logprobs=None, finish_reason=finish)
-        events.append(orjson.dumps({**head, "choices": [last]}))
+        events.append(self.dumps({**head, "choices": [last]}))
         if (body.get("stream_options") or {}).get("include_usage"):
-            events.append(orjson.dumps({**head, "choices": [], "usage": usage}))
+            events.append(self.dumps({**head, "choices": [], "usage": usage}))
         if mode == "malformed":
             events[0] = events[0][: len(events[0]) // 2]
         for n, event in enumerate(events):
@@ -427,7 +483,11 @@ class FakeUpstreamApp:
 
 
 def serve(
-    port: int, mode: str = "ok", model_name: str = DEFAULT_MODEL, host: str = "127.0.0.1"
+    port: int,
+    mode: str = "ok",
+    model_name: str = DEFAULT_MODEL,
+    host: str = "127.0.0.1",
+    flavor: str = "plain",
 ) -> None:
     """Serve until SIGINT/SIGTERM; print `ready` once listening."""
     import importlib.util
@@ -444,7 +504,7 @@ def serve(
         return importlib.util.find_spec(module) is not None
 
     config = uvicorn.Config(
-        FakeUpstreamApp(mode, model_name),
+        FakeUpstreamApp(mode, model_name, flavor),
         host=host,
         port=port,
         loop="uvloop" if has("uvloop") else "asyncio",
@@ -464,8 +524,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--mode", default="ok", choices=list(MODES))
     parser.add_argument("--model-name", default=DEFAULT_MODEL, help="the model /v1/models lists")
+    parser.add_argument("--flavor", default="plain", choices=FLAVORS, help="whose API to mimic")
     args = parser.parse_args(argv)
-    serve(args.port, args.mode, args.model_name, args.host)
+    serve(args.port, args.mode, args.model_name, args.host, args.flavor)
 
 
 # -- running it: from a test or a benchmark ------------------------------------------------------
@@ -549,6 +610,7 @@ def start_upstream(
     mode: str = "ok",
     *,
     model_name: str = DEFAULT_MODEL,
+    flavor: str = "plain",
     timeout_s: float = 15.0,
 ) -> FakeUpstream:
     """Start the fake upstream on 127.0.0.1 (a free port when None) and wait until it answers."""
@@ -565,6 +627,8 @@ def start_upstream(
                 mode,
                 "--model-name",
                 model_name,
+                "--flavor",
+                flavor,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
