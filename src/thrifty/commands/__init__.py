@@ -18,6 +18,7 @@ def register(main: click.Group) -> None:
     from thrifty.commands.finetune import finetune
     from thrifty.commands.keys import keys
     from thrifty.commands.models_cmd import models_add, models_remove
+    from thrifty.commands.prices import prices
     from thrifty.commands.review import review
     from thrifty.commands.route import route
     from thrifty.commands.tco import tco
@@ -34,6 +35,7 @@ def register(main: click.Group) -> None:
     main.add_command(export)
     main.add_command(finetune)
     main.add_command(keys)
+    main.add_command(prices)
     main.add_command(quantize)
     main.add_command(review)
     main.add_command(route)
