@@ -34,7 +34,7 @@ def main() -> None:
     Quick start:
       thrifty serve                      # bundled local model on http://127.0.0.1:8000/v1
       thrifty chat "What is the capital of France?"
-      DEEPSEEK_API_KEY=sk-... thrifty serve   # adds deepseek-chat / deepseek-reasoner
+      DEEPSEEK_API_KEY=sk-... thrifty serve   # adds deepseek-v4-flash/-pro, deepseek-chat/-reasoner
     """
 
 
