@@ -88,6 +88,12 @@ def distill() -> None:
     help="Where the holdout goes [default: OUT.holdout.jsonl].",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the holdout split.")
+@click.option(
+    "--train-on-reasoning",
+    is_flag=True,
+    help="--from-prompts: put a thinking teacher's reasoning before each answer in a <think> "
+    "block, as the DeepSeek-R1 distills were trained (default: the answer only).",
+)
 @config_option
 def collect(
     from_log: bool,
@@ -109,6 +115,7 @@ def collect(
     holdout: float,
     holdout_out: Path | None,
     seed: int,
+    train_on_reasoning: bool,
     config: str | None,
 ) -> None:
     """Write a training set (JSONL of chat examples) and print what was kept and dropped."""
@@ -148,6 +155,7 @@ def collect(
         seed=seed,
         holdout_out=holdout_out,
         summary=summary,
+        with_reasoning=train_on_reasoning,
     )
     for line in summary.lines():
         click.echo(line)

@@ -40,6 +40,7 @@ class Reply:
     completion_tokens: int
     route: str | None
     cost_nanos: int | None
+    reasoning: str | None = None  # a thinking model's reasoning_content, kept apart from text
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,7 @@ class Endpoint:
             raise EndpointError(f"{url}: {exc or type(exc).__name__}", permanent=False) from None
         try:
             text = data["choices"][0]["message"].get("content") or ""
+            reasoning = data["choices"][0]["message"].get("reasoning_content")
         except (KeyError, IndexError, TypeError, AttributeError):
             raise EndpointError("the response has no choices[0].message", permanent=False) from None
         usage = data.get("usage") or {}
@@ -101,6 +103,7 @@ class Endpoint:
             completion_tokens=int(usage.get("completion_tokens") or 0),
             route=route,
             cost_nanos=_nanos(cost),
+            reasoning=reasoning if isinstance(reasoning, str) else None,
         )
 
 

@@ -3,6 +3,11 @@
 Both sources end the same way: drop empty and out-of-bounds examples, keep the first of each
 prompt (normalized: NFKC, case-folded, whitespace collapsed), then split a seeded holdout off.
 Every example is OpenAI-style ``{"messages": [..., {"role": "assistant", "content": ANSWER}]}``.
+
+A thinking teacher's reasoning (DeepSeek's ``reasoning_content``) is kept apart from its answer
+and left out by default: a small student trained on it learns to think aloud before it answers,
+which costs tokens on every request. ``with_reasoning`` opts in, as the DeepSeek-R1 distills were
+trained: the assistant turn becomes ``<think>\nREASONING\n</think>\n\nANSWER``.
 """
 
 from __future__ import annotations
@@ -52,6 +57,14 @@ class Summary:
 @dataclass(frozen=True, slots=True)
 class Example:
     messages: list[Message]  # the prompt's messages, then the answer as the last assistant turn
+    reasoning: str | None = None  # the teacher's reasoning before that answer, when it thought
+
+    def thought_out(self) -> Example:
+        """The answer with the reasoning before it, in R1's ``<think>`` block (if any)."""
+        if not self.reasoning or not self.reasoning.strip():
+            return self
+        answer = f"<think>\n{self.reasoning.strip()}\n</think>\n\n{self.answer}"
+        return Example([*self.prompt, {**self.messages[-1], "content": answer}], self.reasoning)
 
     @property
     def prompt(self) -> list[Message]:
@@ -154,9 +167,16 @@ def finish(
     seed: int,
     holdout_out: Path | None = None,
     summary: Summary | None = None,
+    with_reasoning: bool = False,
 ) -> Summary:
-    """Filter, dedupe, split and write `out` (and the holdout file when holdout > 0)."""
+    """Filter, dedupe, split and write `out` (and the holdout file when holdout > 0).
+
+    ``with_reasoning``: train on the reasoning too (see the module's docstring); the length
+    filters then count it, as the student will be trained on it.
+    """
     summary = summary or Summary()
+    if with_reasoning:
+        examples = (example.thought_out() for example in examples)
     train, held = split(select(examples, filters, summary), holdout, seed)
     summary.train = write_jsonl(out, train)
     if holdout > 0:
@@ -278,7 +298,8 @@ async def _ask_all(
                 if reply.route == "local" and teacher.model != "local":
                     errors["answered by the local model, not the teacher"] += 1
                 else:
-                    answers[i] = Example([*messages, {"role": "assistant", "content": reply.text}])
+                    answer = {"role": "assistant", "content": reply.text}
+                    answers[i] = Example([*messages, answer], reply.reasoning)
             finally:
                 on_done()
 
