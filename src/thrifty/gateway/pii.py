@@ -160,8 +160,9 @@ _KEYED_KINDS = frozenset({rules.SOCIAL_INSURANCE, rules.MEDICAL_RECORD, rules.US
 
 # --- where text lives in an OpenAI chat message --------------------------------------------------
 # `iter_message_texts` (read) and `rewrite_message_texts` (copy with new text) must agree on the
-# fields: content (a string or a list of parts, of which only text parts), name, and the arguments
-# of tool calls and of the legacy function_call.
+# fields: content (a string or a list of parts, of which only text parts), reasoning_content (a
+# thinking model's reasoning, which clients send back in tool-calling turns), name, and the
+# arguments of tool calls and of the legacy function_call.
 
 
 _JSON_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})")
@@ -179,6 +180,9 @@ def iter_message_texts(message: Mapping[str, Any]) -> Iterator[str]:
         for part in content:
             if _is_text_part(part):
                 yield part["text"]
+    reasoning = message.get("reasoning_content")
+    if isinstance(reasoning, str):
+        yield reasoning
     name = message.get("name")
     if isinstance(name, str):
         yield name
@@ -198,6 +202,9 @@ def rewrite_message_texts(
         out["content"] = rewrite(content)
     elif isinstance(content, list):
         out["content"] = [_rewrite_part(part, rewrite) for part in content]
+    reasoning = message.get("reasoning_content")
+    if isinstance(reasoning, str):
+        out["reasoning_content"] = rewrite(reasoning)
     name = message.get("name")
     if isinstance(name, str):
         # A masked name is no longer a valid OpenAI name, so an upstream refuses the request:
