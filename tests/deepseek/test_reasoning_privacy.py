@@ -42,3 +42,42 @@ def test_personal_data_in_returned_reasoning_is_masked() -> None:
     assert PHONE not in reasoning and "<PHONE_1>" in reasoning
     assert mapping == {"<PHONE_1>": PHONE}
     assert messages[1]["reasoning_content"] == f"用户的手机号是 {PHONE}，先查订单。"  # untouched
+
+
+def _chunk(finish: str | None = None, **delta: str | None) -> dict[str, object]:
+    return {"choices": [{"index": 0, "delta": dict(delta), "finish_reason": finish}]}
+
+
+def test_streamed_reasoning_and_content_are_restored_apart() -> None:
+    from thrifty.gateway.privacy import StreamRestorer
+
+    restorer = StreamRestorer({"<PHONE_1>": PHONE})
+    chunks = [
+        _chunk(reasoning_content="call <PHO", content=None),
+        _chunk(reasoning_content="NE_1> now <", content=None),  # ends on what may be a placeholder
+        _chunk(reasoning_content=None, content="dial <PHONE"),
+        _chunk(content="_1>"),
+        _chunk("stop"),
+    ]
+    out = [restorer.chunk(chunk)["choices"][0]["delta"] for chunk in chunks]  # type: ignore[index]
+    reasoning = [d.get("reasoning_content") or "" for d in out]
+    content = [d.get("content") or "" for d in out]
+    assert "".join(reasoning) == f"call {PHONE} now <"
+    assert "".join(content) == f"dial {PHONE}"
+    # the reasoning's held tail goes out with the first content, not after the answer
+    assert reasoning[2] == "<" and content[2] == "dial "
+
+
+def test_whole_reasoning_is_restored() -> None:
+    from thrifty.gateway.privacy import unmask_payload
+
+    payload = {
+        "choices": [
+            {"index": 0, "message": {"content": "<PHONE_1>", "reasoning_content": "is <PHONE_1>"}}
+        ]
+    }
+    unmask_payload(payload, {"<PHONE_1>": PHONE})
+    assert payload["choices"][0]["message"] == {
+        "content": PHONE,
+        "reasoning_content": f"is {PHONE}",
+    }

@@ -125,13 +125,16 @@ def test_cost_counts_reasoning_as_output(
     assert row["completion_tokens"] == usage.completion_tokens
 
 
-def _stream(client: openai.OpenAI, model: str, text: str) -> tuple[str, str, Any, str]:
+def _stream(
+    client: openai.OpenAI, model: str, text: str, **extra: Any
+) -> tuple[str, str, Any, str]:
     """Reasoning, content, usage and request id of a streamed answer."""
     raw = client.chat.completions.with_raw_response.create(
         model=model,
         messages=[{"role": "user", "content": text}],
         stream=True,
         stream_options={"include_usage": True},
+        **extra,
     )
     reasoning, content, usage = "", "", None
     for chunk in raw.parse():
@@ -149,3 +152,59 @@ def test_streamed_reasoning_reaches_the_client(client: openai.OpenAI) -> None:
     assert content == "一步一步想"
     assert usage is not None and usage.completion_tokens_details is not None
     assert usage.completion_tokens_details.reasoning_tokens
+
+
+def test_streamed_reasoning_is_metered_in_the_log(
+    gateway: ThriftyServer, client: openai.OpenAI
+) -> None:
+    # DeepSeek's spaced JSON ("usage": {...}) must not hide the usage chunk from the meter
+    _, _, usage, request_id = _stream(client, "deepseek-reasoner", "echo:记账")
+    assert usage is not None
+    row = gateway.row(request_id)
+    assert row["completion_tokens"] == usage.completion_tokens
+    assert row["cost_nanos"] == _nanos(usage.model_dump(), FLASH)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_masked_values_are_restored_inside_the_reasoning(
+    v4: FakeUpstream, client: openai.OpenAI, stream: bool
+) -> None:
+    text = f"echo:请回拨 {PHONE} 谢谢"
+    if stream:
+        reasoning, content, _, _ = _stream(client, "deepseek-reasoner", text)
+    else:
+        reply = client.chat.completions.create(
+            model="deepseek-reasoner", messages=[{"role": "user", "content": text}]
+        )
+        reasoning = getattr(reply.choices[0].message, "reasoning_content", None) or ""
+        content = reply.choices[0].message.content or ""
+    sent = str(_last_body(v4)["messages"])
+    assert PHONE not in sent and "<PHONE_1>" in sent  # the cloud saw a placeholder
+    assert content == f"请回拨 {PHONE} 谢谢"
+    assert reasoning == f"Echo 请回拨 {PHONE} 谢谢 back."
+
+
+@pytest.mark.parametrize("first_streamed", [False, True])
+def test_the_cache_keeps_the_reasoning_apart(
+    v4: FakeUpstream, client: openai.OpenAI, first_streamed: bool
+) -> None:
+    text = f"echo:cache me {'streamed' if first_streamed else 'whole'}"
+    messages = [{"role": "user", "content": text}]
+    if first_streamed:
+        _stream(client, "deepseek-reasoner", text, seed=1)
+    else:
+        client.chat.completions.create(model="deepseek-reasoner", messages=messages, seed=1)  # type: ignore[arg-type]
+    sent = v4.stats()["requests"]
+    raw = client.chat.completions.with_raw_response.create(
+        model="deepseek-reasoner",
+        messages=messages,
+        seed=1,  # type: ignore[arg-type]
+    )
+    assert raw.headers["x-thrifty-route"] == "cache" and v4.stats()["requests"] == sent
+    message = raw.parse().choices[0].message
+    assert message.content == text.removeprefix("echo:")
+    assert getattr(message, "reasoning_content", None) == f"Echo {text.removeprefix('echo:')} back."
+    # and a streaming client is sent the cached reasoning as reasoning deltas
+    reasoning, content, _, _ = _stream(client, "deepseek-reasoner", text, seed=1)
+    assert v4.stats()["requests"] == sent
+    assert (reasoning, content) == (f"Echo {text.removeprefix('echo:')} back.", message.content)

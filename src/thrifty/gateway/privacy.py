@@ -119,36 +119,68 @@ class PrivacyGuard(Stage):
         return not self.detector.scan_messages(masked_messages)
 
 
+# Where an answer carries text the cloud wrote: a thinking model's reasoning as well as its content.
+_RESTORED = ("reasoning_content", "content")  # reasoning first: it ends where content starts
+
+
 def unmask_payload(payload: dict[str, Any], mapping: dict[str, str]) -> None:
-    """Restore masked values in a whole answer, in place."""
+    """Restore masked values in a whole answer, in place: content and reasoning alike."""
     for choice in payload.get("choices") or []:
         message = choice.get("message")
-        if isinstance(message, dict) and isinstance(message.get("content"), str):
-            message["content"] = unmask(message["content"], mapping)
+        if isinstance(message, dict):
+            for key in _RESTORED:
+                if isinstance(message.get(key), str):
+                    message[key] = unmask(message[key], mapping)
         if isinstance(choice.get("text"), str):
             choice["text"] = unmask(choice["text"], mapping)
 
 
 class StreamRestorer:
-    """Restore masked values in streamed chunks; a placeholder may be split across chunks."""
+    """Restore masked values in streamed chunks; a placeholder may be split across chunks.
+
+    Each choice's content and reasoning are restored apart (one unmasker each). Reasoning comes
+    first: what its unmasker still holds when the content starts goes out with that chunk.
+    """
 
     def __init__(self, mapping: dict[str, str]) -> None:
         self.mapping = mapping
-        self.per_choice: dict[int, StreamUnmasker] = {}
+        self.unmaskers: dict[tuple[int, str], StreamUnmasker] = {}
 
     def chunk(self, payload: dict[str, Any]) -> dict[str, Any]:
         for choice in payload.get("choices") or []:
-            unmasker = self.per_choice.setdefault(
-                choice.get("index", 0), StreamUnmasker(self.mapping)
-            )
+            index = choice.get("index", 0)
             delta = choice.get("delta")
-            key, holder = ("content", delta) if isinstance(delta, dict) else ("text", choice)
-            text = holder.get(key)
-            if isinstance(text, str):
-                holder[key] = unmasker.feed(text)
+            if isinstance(delta, dict):
+                self._fields(index, delta, _RESTORED)
+            else:
+                self._fields(index, choice, ("text",))
             if choice.get("finish_reason") is not None:
-                holder[key] = (holder.get(key) or "") + unmasker.flush()
+                holder = delta if isinstance(delta, dict) else choice
+                keys = _RESTORED if isinstance(delta, dict) else ("text",)
+                for key in keys:  # content's key is set even when empty, as before
+                    unmasker = self.unmaskers.pop((index, key), None)
+                    rest = unmasker.flush() if unmasker is not None else ""
+                    if rest or key in ("content", "text"):
+                        holder[key] = (holder.get(key) or "") + rest
         return payload
+
+    def _fields(self, index: int, holder: dict[str, Any], keys: tuple[str, ...]) -> None:
+        for key in keys:
+            text = holder.get(key)
+            if not isinstance(text, str):
+                continue
+            if key == "content" and text:
+                self._end_reasoning(index, holder)
+            unmasker = self.unmaskers.get((index, key))
+            if unmasker is None:
+                unmasker = self.unmaskers[(index, key)] = StreamUnmasker(self.mapping)
+            holder[key] = unmasker.feed(text)
+
+    def _end_reasoning(self, index: int, holder: dict[str, Any]) -> None:
+        unmasker = self.unmaskers.pop((index, "reasoning_content"), None)
+        rest = unmasker.flush() if unmasker is not None else ""
+        if rest:
+            holder["reasoning_content"] = (holder.get("reasoning_content") or "") + rest
 
     def close(self) -> list[dict[str, Any]]:
         return []
