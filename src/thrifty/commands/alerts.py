@@ -234,10 +234,10 @@ def alerts(
     request log instead of /metrics: for a cron job, a CI gate after a load test, or a
     machine without Prometheus.
     """
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
 
     try:
-        settings = _settings(config)
+        settings = cli_settings(config)
     except click.ClickException as exc:
         raise _CannotCheck(exc.message) from None
     now = time.time()

@@ -15,11 +15,11 @@ if TYPE_CHECKING:
 
 def _connect(config: str | None) -> Connection:
     """The store, read as it is: a missing database is an error, not a new empty one."""
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
     from thrifty.store.db import DatabaseError, connect, redact
     from thrifty.store.migrations import migrate
 
-    url = _settings(config).database_url
+    url = cli_settings(config).database_url
     try:
         conn = connect(url, create=False)
     except DatabaseError as exc:  # NoDatabase, or a server that cannot be reached

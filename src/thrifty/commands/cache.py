@@ -83,9 +83,9 @@ def cache() -> None:
 @format_option
 def stats(config: str | None, output_format: str) -> None:
     """Entries, bytes and semantic vectors; hits, misses and evictions of a running server."""
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     c = settings.cache
     data: dict[str, Any] = {
         "enabled": c.enabled,
@@ -129,10 +129,10 @@ def stats(config: str | None, output_format: str) -> None:
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 def clear(config: str | None, tenant: str | None, yes: bool) -> None:
     """Drop cached answers (and semantic vectors) from the shared Redis cache."""
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
     from thrifty.gateway.cache.keys import tenant_tag
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     if not settings.cache.redis_url:
         raise click.ClickException(f"{IN_PROCESS}; restart the server to empty it.")
     what = f"tenant {tenant!r}'s cached answers" if tenant else "every cached answer"

@@ -172,11 +172,11 @@ def collect(
 def _log_examples(
     config: str | None, since: str, tenants: tuple[str, ...], routes: tuple[str, ...]
 ) -> list[Example]:
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
     from thrifty.store.reports import parse_since
     from thrifty.train.collect import from_log
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     try:
         start = parse_since(since, time.time())
     except ValueError as exc:

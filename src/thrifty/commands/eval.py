@@ -38,9 +38,9 @@ Examples:
 
 
 def _db_path(config: str | None) -> Path:
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
 
-    home: Path = _settings(config).home
+    home: Path = cli_settings(config).home
     return home / "evals.db"
 
 

@@ -52,10 +52,10 @@ def export(
       thrifty export runs/intent --quant q8_0 --out student.gguf --name intent-student
       thrifty serve -m intent-student
     """
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
     from thrifty.train.export import ExportError, export_gguf
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     try:
         path = export_gguf(model_dir, settings.home, quant, out, log=_echo)
     except ExportError as exc:
@@ -85,11 +85,11 @@ def quantize(
     Quantizing an already quantized file works, at some loss: start from f16 when you can.
     """
     from thrifty.backends.models import BUNDLED, ModelUnavailable, resolve_model
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
     from thrifty.train.export import ExportError, default_quantized_path
     from thrifty.train.export import quantize as run_quantize
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     try:
         src = resolve_model(model, settings.home, settings.local.models)
     except ModelUnavailable as exc:

@@ -130,12 +130,12 @@ def finetune(config: str | None, lora_targets: str, **options: Any) -> None:
 
 def _run(config: str | None, lora_targets: tuple[str, ...], options: dict[str, Any]) -> None:
     from thrifty.backends.models import ModelUnavailable
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
     from thrifty.train.data import DataError
     from thrifty.train.teacher import TeacherError
     from thrifty.train.trainer import FinetuneConfig, TrainError, finetune
 
-    home: Path = _settings(config).home
+    home: Path = cli_settings(config).home
     run = FinetuneConfig(lora_targets=lora_targets, **options)
     started = time.monotonic()
     try:

@@ -27,10 +27,10 @@ def cli_actor() -> str:
 
 
 def _store(config: str | None) -> KeyStore:
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
     from thrifty.store.keys import KeyStore
 
-    return KeyStore(_settings(config).database_url)
+    return KeyStore(cli_settings(config).database_url)
 
 
 def what_changes(mode: str, keys_before: int, refresh_s: float) -> str:
@@ -133,10 +133,10 @@ def create(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
     from thrifty.store.keys import KeyStore
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     with KeyStore(settings.database_url) as store:
         before = store.count()
         record, secret = store.create(spec, cli_actor())
@@ -160,10 +160,10 @@ def list_keys(config: str | None, as_json: bool) -> None:
     """List keys (never their secrets)."""
     import orjson
 
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
     from thrifty.store.keys import KeyStore
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     with KeyStore(settings.database_url) as store:
         records: list[KeyRecord] = store.records()
     if as_json:

@@ -10,9 +10,9 @@ from thrifty.commands.options import config_option
 
 
 def _home(config: str | None) -> Path:
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
 
-    home: Path = _settings(config).home
+    home: Path = cli_settings(config).home
     return home
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 CONFIG_HELP = "YAML config file (default: $THRIFTY_CONFIG, else ./thrifty.yaml if present)."
@@ -16,3 +18,16 @@ format_option = click.option(
     show_default=True,
     help="table for people, json for scripts.",
 )
+
+
+def cli_settings(config: str | None, **overrides: Any) -> Any:
+    """Settings for a CLI verb: the config file and flags, or a one-line error instead of a
+    traceback when they do not validate."""
+    from pydantic import ValidationError
+
+    from thrifty.config import load_settings
+
+    try:
+        return load_settings(config, **overrides)
+    except (ValidationError, FileNotFoundError) as exc:
+        raise click.ClickException(f"bad configuration: {exc}") from None

@@ -70,10 +70,10 @@ def parse_time(text: str) -> datetime:
 
 
 def _load(config: str | None) -> tuple[Any, Any]:
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
     from thrifty.costs.pricebook import PriceBook
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     try:
         return settings, PriceBook.load(settings.prices)
     except ValueError as exc:

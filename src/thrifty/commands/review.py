@@ -27,10 +27,10 @@ def review() -> None:
 
 
 def _store(config: str | None) -> ReviewStore:
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
     from thrifty.store.review import ReviewStore
 
-    return ReviewStore(_settings(config).database_url)
+    return ReviewStore(cli_settings(config).database_url)
 
 
 @review.command("list")

@@ -44,14 +44,14 @@ def explain(
     """
     import orjson
 
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
     from thrifty.errors import ThriftyError
 
     if prompt is None:
         if sys.stdin.isatty():
             raise click.UsageError("give a PROMPT, or pipe one on stdin")
         prompt = sys.stdin.read()
-    settings = _settings(config)
+    settings = cli_settings(config)
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": prompt}
     ]

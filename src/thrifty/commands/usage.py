@@ -216,11 +216,11 @@ def usage(
     decimals. "baseline" is what the same requests would have cost on the all-cloud baseline
     model (costs.baseline_model); "saved" is baseline minus cost.
     """
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
     from thrifty.store.reports import load_usage, report_dict
 
     start, end = _window(since, until, time.time())
-    settings = _settings(config)
+    settings = cli_settings(config)
     currency = currency.upper()
     rate = Decimal(str(settings.costs.cny_per_usd))
     url = settings.database_url

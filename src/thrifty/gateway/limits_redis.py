@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from thrifty.gateway.limits import Check, Refusal, Reservation
+from thrifty.gateway.quota import Check, Refusal, Reservation
 
 logger = logging.getLogger(__name__)
 

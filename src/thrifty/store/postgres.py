@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from thrifty.store import pgsql
-from thrifty.store.db import (
+from thrifty.store.dialect import (
     DatabaseError,
     IntegrityError,
     MissingTable,

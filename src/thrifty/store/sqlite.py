@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from thrifty.store.db import (
+from thrifty.store.dialect import (
     DatabaseError,
     IntegrityError,
     MissingTable,

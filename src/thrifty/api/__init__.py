@@ -1,0 +1,1 @@
+"""The HTTP surface: the app factory, OpenAI and admin routes, errors, responses."""

@@ -1,0 +1,1 @@
+"""Persistence: SQLite or PostgreSQL behind one interface; the request log and its kin."""
