@@ -46,7 +46,7 @@ def stages() -> list[Stage]:
     registry = build_registry(settings)  # nothing is started: decisions only
     detector = PIIDetector()
     return [
-        PIIScan(detector),
+        PIIScan(detector, settings.privacy),
         Router(settings.router, registry),
         ModelRoute(registry),
         PrivacyGuard(settings.privacy, registry, detector),

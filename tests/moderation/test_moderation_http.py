@@ -167,6 +167,19 @@ def test_flagged_input_passes_and_is_queued_for_review(setup: Any, content: str)
     assert item["request_id"] == response.headers["x-thrifty-request-id"]
 
 
+def test_the_review_queue_stores_personal_data_redacted(setup: Any) -> None:
+    app, _, home = setup
+    content = "the secret plan: call 13812345678 or mail li.na@example.com, ID 110105199003071239"
+    response = post(app, ask(content))
+    assert response.status_code == 403  # personal data, and no local model to answer it
+    [item] = reviews(home)
+    excerpt = item["excerpt"]
+    assert "secret plan" in excerpt
+    for value in ("13812345678", "li.na@example.com", "110105199003071239"):
+        assert value not in excerpt
+    assert "<PHONE>" in excerpt and "<EMAIL>" in excerpt and "<ID_CARD>" in excerpt
+
+
 # --- whole answers -----------------------------------------------------------------------------
 
 

@@ -84,7 +84,7 @@ async def _decide(settings: Any, body: dict[str, Any], tenant: str) -> dict[str,
     detector = PIIDetector(settings.privacy.detect)
     router = Router(settings.router, registry)
     stages: list[Stage] = [
-        PIIScan(detector),
+        PIIScan(detector, settings.privacy),
         router,
         ModelRoute(registry),
         PrivacyGuard(settings.privacy, registry, detector),

@@ -17,6 +17,17 @@ class PrivacySettings(_Section):
         description="Personal data in a request bound for a cloud: answer locally (never the "
         "cloud, not even as a fallback), mask it, reject the request, or allow it.",
     )
+    unscannable: Literal["local", "allow"] = Field(
+        "local",
+        description="Content no text scan can clear (image, audio and file parts, base64 "
+        "blobs) in a request bound for a cloud: keep the request local, or let it go.",
+    )
+    scan_timeout_ms: float = Field(
+        250.0,
+        description="Longest a request's personal-data scan may take; past it the request is "
+        "kept off clouds (as when the scan fails).",
+        gt=0,
+    )
 
 
 class AuthSettings(_Section):

@@ -139,7 +139,7 @@ def build_gateway(settings: Settings, registry: Registry, metrics: Metrics) -> G
         Guard(settings.limits),
         moderation,
         self_check,
-        PIIScan(detector),
+        PIIScan(detector, settings.privacy),
         experiments,
         router,
         ModelRoute(registry),

@@ -36,7 +36,7 @@ from thrifty.backends import Reply
 from thrifty.config import ModerationSettings, SelfCheckSettings, WordListSettings
 from thrifty.context import RequestContext
 from thrifty.errors import ContentPolicyViolation
-from thrifty.gateway.pii import iter_message_texts, rewrite_message_texts
+from thrifty.gateway.pii import PIIDetector, iter_message_texts, redact, rewrite_message_texts
 from thrifty.gateway.stage import Stage
 from thrifty.store.review import ReviewItem
 
@@ -297,6 +297,7 @@ class Moderation(Stage):
         settings: ModerationSettings,
         review: Callable[[ReviewItem], None] | None = None,
         rng: random.Random | None = None,
+        detector: PIIDetector | None = None,
     ) -> None:
         lists = load_word_lists(settings) if settings.enabled else []
         self.input = Matcher(
@@ -310,6 +311,9 @@ class Moderation(Stage):
         self.sample = settings.review_sample
         self.review_actions = frozenset(settings.review_actions)
         self.review_chars = settings.review_chars
+        # review items are stored: personal data in them is redacted (every kind, whatever
+        # privacy.detect says: what is kept on disk is not a routing decision)
+        self.detector = detector or PIIDetector()
         self.rng = rng or random.Random()
         self._found: dict[str, list[Finding]] = {}
 
@@ -383,7 +387,7 @@ class Moderation(Stage):
         if not sampled or self.rng.random() >= self.sample:
             return
         for finding in sampled:
-            excerpt = " … ".join(finding.excerpts)[: self.review_chars]
+            excerpt = redact(self.detector, " … ".join(finding.excerpts))[: self.review_chars]
             self.review(
                 ReviewItem(
                     request_id=ctx.id,

@@ -270,7 +270,7 @@ def _rewrite_arguments(
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_[0-9]+>")
 
 
-class _Placeholders:
+class Placeholders:
     """Hands out `<KIND_n>` per kind; one value always gets the same placeholder."""
 
     def __init__(self, taken: set[str]) -> None:
@@ -318,7 +318,7 @@ class Masker:
             for text in iter_message_texts(message)
             for found in _PLACEHOLDER.findall(text)
         }
-        placeholders = _Placeholders(taken)
+        placeholders = Placeholders(taken)
         masked = [
             rewrite_message_texts(message, lambda text: self._mask_text(text, placeholders))
             for message in messages
@@ -328,7 +328,7 @@ class Masker:
     def unmask(self, text: str, mapping: dict[str, str]) -> str:
         return unmask(text, mapping)
 
-    def _mask_text(self, text: str, placeholders: _Placeholders) -> str:
+    def _mask_text(self, text: str, placeholders: Placeholders) -> str:
         findings = self.detector.scan(text)
         if not findings:
             return text
@@ -342,6 +342,22 @@ class Masker:
             end = finding.end
         pieces.append(text[end:])
         return "".join(pieces)
+
+
+# A number long enough to be part of an identifier, with the separators people write in one.
+_LONG_NUMBER = re.compile(r"[0-9](?:[ .\-/]?[0-9]){5,}")
+
+
+def redact(detector: PIIDetector, text: str) -> str:
+    """`text` as it may be stored: each finding replaced by `<KIND>`, and any other run of six or
+    more digits by `<NUMBER>` (an excerpt may have cut a value so that no rule knows it)."""
+    pieces: list[str] = []
+    end = 0
+    for finding in detector.scan(text):
+        pieces += (text[end : finding.start], f"<{finding.kind.upper()}>")
+        end = finding.end
+    pieces.append(text[end:])
+    return _LONG_NUMBER.sub("<NUMBER>", "".join(pieces))
 
 
 def unmask(text: str, mapping: Mapping[str, str]) -> str:

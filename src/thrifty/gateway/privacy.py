@@ -1,18 +1,26 @@
-"""Privacy: find personal data in every request, and keep it from clouds it must not reach.
+"""Privacy: find personal data anywhere in a request, and keep it from clouds it must not reach.
 
 Two stages around the routing stages:
 
-- `PIIScan` runs first, on every message (system and earlier turns included), and records the
-  kinds found in `ctx.pii`. It is a handful of compiled regexes and validators: microseconds.
+- `PIIScan` runs first and records in `ctx.pii` the kinds found anywhere in the body: every
+  string and number at any depth, keys included, and values split across two strings
+  (`pii_request.scan_request`). Content no text scan can clear (images, audio, files, base64
+  blobs) adds the pseudo-kind `unscannable` unless `privacy.unscannable: allow`; a scan that
+  raises or runs past `privacy.scan_timeout_ms` adds `scan_failed`. Both fail closed.
 - `PrivacyGuard` runs after the route is chosen, whoever chose it (router rule or explicit
   model name), and enforces `privacy.on_pii` on the final target list, fallbacks included:
   `local` drops every cloud target (the request is answered locally or not at all), `mask`
-  replaces the values with typed placeholders before they leave and restores them in the
-  answer, `reject` refuses the request, `allow` lets it through.
+  replaces the values in every free-text field with typed placeholders before they leave and
+  restores them in every field of the answer, `reject` refuses the request, `allow` lets it
+  through. A request that is unscannable, whose scan failed, or that still carries personal
+  data once masked (in a field sent verbatim: a function name, an enum value, a key) is kept
+  local whatever `on_pii` says (or refused, under `reject`).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import orjson
@@ -21,30 +29,54 @@ from thrifty.backends import Registry, Reply
 from thrifty.config import PrivacySettings
 from thrifty.context import RequestContext
 from thrifty.errors import RouteRejected
-from thrifty.gateway.pii import Masker, PIIDetector, StreamUnmasker, unmask
+from thrifty.gateway.pii import PIIDetector
+from thrifty.gateway.pii_request import (
+    SCAN_FAILED,
+    UNSCANNABLE,
+    ScanTimeout,
+    StreamRestorer,
+    mask_request,
+    scan_request,
+    unmask_tree,
+)
 from thrifty.gateway.stage import Stage
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PIIScan", "PrivacyGuard", "StreamRestorer", "unmask_payload"]
+_FAIL_CLOSED = frozenset({UNSCANNABLE, SCAN_FAILED})
 
 
 class PIIScan(Stage):
-    def __init__(self, detector: PIIDetector) -> None:
+    def __init__(self, detector: PIIDetector, settings: PrivacySettings | None = None) -> None:
+        settings = settings or PrivacySettings()
         self.detector = detector
+        self.unscannable = settings.unscannable
+        self.timeout_s = settings.scan_timeout_ms / 1000
 
     async def on_request(self, ctx: RequestContext) -> Reply | None:
-        body = ctx.body
-        messages = body.get("messages")
-        if messages is not None:
-            found = self.detector.scan_messages(messages)
-        else:
-            prompt = body.get("prompt")
-            texts = (
-                [prompt]
-                if isinstance(prompt, str)
-                else [p for p in prompt or [] if isinstance(p, str)]
-            )
-            found = set().union(*(self.detector.kinds_in(t) for t in texts)) if texts else set()
+        found = scan_kinds(self.detector, ctx.body, self.timeout_s, self.unscannable, ctx.id)
         if found:
             ctx.pii = frozenset(found)
         return None
+
+
+def scan_kinds(
+    detector: PIIDetector, body: dict[str, Any], timeout_s: float, unscannable: str, request_id: str
+) -> set[str]:
+    """The kinds in `body`, with the pseudo-kinds that keep it local; never raises."""
+    try:
+        result = scan_request(detector, body, time.perf_counter() + timeout_s)
+    except ScanTimeout:
+        logger.warning("request %s: the personal-data scan ran out of time; kept local", request_id)
+        return {SCAN_FAILED}
+    except Exception:  # a scan that breaks must not let the request out unscanned
+        logger.exception("request %s: the personal-data scan failed; kept local", request_id)
+        return {SCAN_FAILED}
+    found = set(result.kinds)
+    if result.unscannable and unscannable == "local":
+        found.add(UNSCANNABLE)
+    return found
 
 
 class PrivacyGuard(Stage):
@@ -54,13 +86,14 @@ class PrivacyGuard(Stage):
         self.on_pii = settings.on_pii
         self.registry = registry
         self.detector = detector
-        self.masker = Masker(detector)
 
     async def on_request(self, ctx: RequestContext) -> Reply | None:
         if not ctx.pii or not any(t.upstream is not None for t in ctx.targets):
             return None
         kinds = "+".join(sorted(ctx.pii))
         action = "mask" if ctx.mask_pii else self.on_pii
+        if ctx.pii & _FAIL_CLOSED:
+            action = "reject" if action == "reject" else "local"
         original = ctx.body
         if action == "allow":
             return None
@@ -101,86 +134,19 @@ class PrivacyGuard(Stage):
 
     def _mask(self, ctx: RequestContext) -> bool:
         """Mask in place; False when the masked request still carries personal data."""
-        body: dict[str, Any] = dict(ctx.body)
-        if "messages" in body:
-            body["messages"], mapping = self.masker.mask_messages(body["messages"])
-            masked_messages = body["messages"]
-        else:
-            prompt = body.get("prompt")
-            prompts = [prompt] if isinstance(prompt, str) else list(prompt or [])
-            as_messages = [{"role": "user", "content": p} for p in prompts if isinstance(p, str)]
-            masked, mapping = self.masker.mask_messages(as_messages)
-            masked_messages = masked
-            texts = [m["content"] for m in masked]
-            body["prompt"] = texts[0] if isinstance(prompt, str) else texts
+        try:
+            body, mapping = mask_request(self.detector, ctx.body)
+            # a value in a verbatim field, or one that shows only once JSON escapes are decoded
+            left = scan_request(self.detector, body).kinds
+        except Exception:
+            logger.exception("request %s: masking failed; kept local", ctx.id)
+            return False
         ctx.body = body
         ctx.pii_mapping = mapping
-        # e.g. a value inside JSON-escaped text that detection decodes but masking cannot reach
-        return not self.detector.scan_messages(masked_messages)
-
-
-# Where an answer carries text the cloud wrote: a thinking model's reasoning as well as its content.
-_RESTORED = ("reasoning_content", "content")  # reasoning first: it ends where content starts
+        return not left
 
 
 def unmask_payload(payload: dict[str, Any], mapping: dict[str, str]) -> None:
-    """Restore masked values in a whole answer, in place: content and reasoning alike."""
-    for choice in payload.get("choices") or []:
-        message = choice.get("message")
-        if isinstance(message, dict):
-            for key in _RESTORED:
-                if isinstance(message.get(key), str):
-                    message[key] = unmask(message[key], mapping)
-        if isinstance(choice.get("text"), str):
-            choice["text"] = unmask(choice["text"], mapping)
-
-
-class StreamRestorer:
-    """Restore masked values in streamed chunks; a placeholder may be split across chunks.
-
-    Each choice's content and reasoning are restored apart (one unmasker each). Reasoning comes
-    first: what its unmasker still holds when the content starts goes out with that chunk.
-    """
-
-    def __init__(self, mapping: dict[str, str]) -> None:
-        self.mapping = mapping
-        self.unmaskers: dict[tuple[int, str], StreamUnmasker] = {}
-
-    def chunk(self, payload: dict[str, Any]) -> dict[str, Any]:
-        for choice in payload.get("choices") or []:
-            index = choice.get("index", 0)
-            delta = choice.get("delta")
-            if isinstance(delta, dict):
-                self._fields(index, delta, _RESTORED)
-            else:
-                self._fields(index, choice, ("text",))
-            if choice.get("finish_reason") is not None:
-                holder = delta if isinstance(delta, dict) else choice
-                keys = _RESTORED if isinstance(delta, dict) else ("text",)
-                for key in keys:  # content's key is set even when empty, as before
-                    unmasker = self.unmaskers.pop((index, key), None)
-                    rest = unmasker.flush() if unmasker is not None else ""
-                    if rest or key in ("content", "text"):
-                        holder[key] = (holder.get(key) or "") + rest
-        return payload
-
-    def _fields(self, index: int, holder: dict[str, Any], keys: tuple[str, ...]) -> None:
-        for key in keys:
-            text = holder.get(key)
-            if not isinstance(text, str):
-                continue
-            if key == "content" and text:
-                self._end_reasoning(index, holder)
-            unmasker = self.unmaskers.get((index, key))
-            if unmasker is None:
-                unmasker = self.unmaskers[(index, key)] = StreamUnmasker(self.mapping)
-            holder[key] = unmasker.feed(text)
-
-    def _end_reasoning(self, index: int, holder: dict[str, Any]) -> None:
-        unmasker = self.unmaskers.pop((index, "reasoning_content"), None)
-        rest = unmasker.flush() if unmasker is not None else ""
-        if rest:
-            holder["reasoning_content"] = (holder.get("reasoning_content") or "") + rest
-
-    def close(self) -> list[dict[str, Any]]:
-        return []
+    """Restore masked values in a whole answer, in place: every string at any depth (content,
+    reasoning_content, refusal, tool-call arguments, legacy text)."""
+    unmask_tree(payload, mapping)
