@@ -23,6 +23,7 @@ from starlette.routing import Route
 from thrifty import __version__
 from thrifty.api.admin import KeyAdmin
 from thrifty.api.auth import Authenticator
+from thrifty.api.batches import BatchService
 from thrifty.api.feedback import feedback_endpoint
 from thrifty.api.openai import OpenAIService
 from thrifty.api.openapi import openapi_schema
@@ -122,13 +123,18 @@ class Runtime:
 def build_app(settings: Settings, registry: Registry | None = None) -> Starlette:
     rt = Runtime(settings, registry)
     openai = OpenAIService(rt)
+    batches = BatchService(rt) if settings.batches.enabled else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await rt.start()
+        if batches is not None:
+            await batches.start()
         try:
             yield
         finally:
+            if batches is not None:
+                await batches.stop()
             await rt.stop()
 
     async def healthz(request: Request) -> Response:
@@ -156,6 +162,7 @@ def build_app(settings: Settings, registry: Registry | None = None) -> Starlette
         Route("/v1/usage", rt.auth.guard(usage_endpoint(rt)), methods=["GET"]),
         Route("/v1/feedback", rt.auth.guard(feedback_endpoint(rt)), methods=["POST"]),
         *KeyAdmin(rt).routes(),
+        *(batches.routes() if batches is not None else []),
     ]
     app = Starlette(
         routes=routes,

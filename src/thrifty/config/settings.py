@@ -25,6 +25,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from thrifty.config.batches import BatchSettings
 from thrifty.config.cache import CacheSettings
 from thrifty.config.costs import CostSettings
 from thrifty.config.limits import LimitsSettings
@@ -78,6 +79,7 @@ class Settings(BaseSettings):
     moderation: ModerationSettings = Field(default_factory=ModerationSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     distill: DistillSettings = Field(default_factory=DistillSettings)
+    batches: BatchSettings = Field(default_factory=BatchSettings)
     experiments: dict[str, ExperimentSettings] = Field(
         default_factory=dict,
         description="A/B experiments by name; a request for model NAME is assigned a variant "

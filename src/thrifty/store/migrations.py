@@ -153,6 +153,62 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX samples_ts ON samples (ts);
         """,
     ),
+    (
+        "0017_files_batches",
+        """
+        CREATE TABLE files (
+            id          TEXT PRIMARY KEY,  -- file-…
+            tenant      TEXT    NOT NULL,
+            purpose     TEXT    NOT NULL,  -- batch | batch_output | batch_error | …
+            filename    TEXT    NOT NULL,
+            bytes       INTEGER NOT NULL,
+            created_at  REAL    NOT NULL,
+            content     TEXT    NOT NULL   -- JSONL, UTF-8
+        );
+        CREATE INDEX files_tenant ON files (tenant, created_at);
+        CREATE TABLE batches (
+            id                TEXT PRIMARY KEY,  -- batch_…
+            tenant            TEXT    NOT NULL,
+            key_id            TEXT,
+            endpoint          TEXT    NOT NULL,  -- /v1/chat/completions | /v1/embeddings | …
+            input_file_id     TEXT    NOT NULL,
+            completion_window TEXT    NOT NULL,
+            status            TEXT    NOT NULL,  -- OpenAI's: in_progress, finalizing, completed, …
+            created_at        REAL    NOT NULL,
+            expires_at        REAL    NOT NULL,
+            not_before        REAL    NOT NULL,  -- start of the window the runner waits for
+            run_window        TEXT    NOT NULL,  -- which window, in words (the cost report's)
+            in_progress_at    REAL,
+            finalizing_at     REAL,
+            completed_at      REAL,
+            cancelling_at     REAL,
+            cancelled_at      REAL,
+            failed_at         REAL,
+            expired_at        REAL,
+            output_file_id    TEXT,
+            error_file_id     TEXT,
+            metadata          TEXT,              -- JSON object or NULL
+            lease_owner       TEXT,              -- the runner working on it
+            lease_until       REAL
+        );
+        CREATE INDEX batches_tenant ON batches (tenant, created_at);
+        CREATE INDEX batches_status ON batches (status);
+        CREATE TABLE batch_lines (
+            batch_id       TEXT    NOT NULL,
+            line           INTEGER NOT NULL,  -- 1-based line number in the input file
+            custom_id      TEXT    NOT NULL,
+            body           TEXT    NOT NULL,  -- JSON request body
+            status         TEXT    NOT NULL,  -- pending | done | failed
+            status_code    INTEGER,
+            request_id     TEXT,
+            response       TEXT,              -- JSON: the answer, or the error envelope
+            cost_nanos     INTEGER,
+            baseline_nanos INTEGER,
+            PRIMARY KEY (batch_id, line)
+        );
+        CREATE UNIQUE INDEX batch_lines_custom_id ON batch_lines (batch_id, custom_id);
+        """,
+    ),
 ]
 
 
