@@ -240,3 +240,15 @@ def test_default_max_tokens_bounds_a_request_without_one(client: openai.OpenAI) 
     )
     assert reply.usage is not None and 0 < reply.usage.completion_tokens <= DEFAULT_MAX_TOKENS
     assert reply.choices[0].finish_reason == "length"
+
+
+def test_a_feature_the_target_lacks_is_a_400_naming_it(client: openai.OpenAI) -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model="local",
+            messages=[
+                {"role": "user", "content": [{"type": "text", "text": "What is it?"}, image]}
+            ],
+        )
+    assert err.value.code == "unsupported_feature" and "vision" in err.value.message

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from thrifty import __version__
 from thrifty.api.admin import KeyAdmin
+from thrifty.api.anthropic import AnthropicService
 from thrifty.api.auth import Authenticator
 from thrifty.api.batches import BatchService
 from thrifty.api.feedback import feedback_endpoint
@@ -153,6 +154,7 @@ def build_app(settings: Settings, registry: Registry | None = None) -> Starlette
     routes = [
         Route("/v1/chat/completions", openai.chat, methods=["POST"]),
         Route("/v1/completions", openai.completions, methods=["POST"]),
+        Route("/v1/messages", AnthropicService(rt).messages, methods=["POST"]),
         Route("/v1/models", rt.auth.guard(openai.models), methods=["GET"]),
         Route("/v1/models/{model:path}", rt.auth.guard(openai.model), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

@@ -99,12 +99,12 @@ def check_exposure(settings: Settings) -> None:
 
 
 def presented_secret(headers: Mapping[str, str]) -> str | None:
-    """The secret from `Authorization: Bearer …`, else from `api-key` (Azure clients send it)."""
+    """The secret from `Authorization: Bearer …`, else `api-key` (Azure) or `x-api-key`."""
     value = headers.get("authorization")
     if value is not None:
         scheme, _, token = value.partition(" ")
         return token.strip() if scheme.lower() == "bearer" and token.strip() else ""
-    return headers.get("api-key") or None
+    return headers.get("api-key") or headers.get("x-api-key") or None
 
 
 class Authenticator:

@@ -39,8 +39,11 @@ class SSEResponse:
         events: AsyncIterator[list[bytes]],
         headers: dict[str, str],
         on_close: Callable[[bool], None],
+        *,
+        framed: bool = False,  # the payloads are whole SSE events already; no [DONE] at the end
     ) -> None:
         self.events = events
+        self.framed = framed
         self.headers = [(k.encode(), v.encode()) for k, v in headers.items()]
         self.headers += [
             (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -68,10 +71,14 @@ class SSEResponse:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.headers})
             async for batch in self.events:
-                body = b"".join([b"data: " + payload + b"\n\n" for payload in batch])
+                if self.framed:
+                    body = b"".join(batch)
+                else:
+                    body = b"".join([b"data: " + payload + b"\n\n" for payload in batch])
                 await send({"type": "http.response.body", "body": body, "more_body": True})
             finished = True
-            await send({"type": "http.response.body", "body": SSE_DONE, "more_body": False})
+            end = b"" if self.framed else SSE_DONE
+            await send({"type": "http.response.body", "body": end, "more_body": False})
         except asyncio.CancelledError:
             if not disconnected:
                 raise

@@ -14,6 +14,8 @@ Request halves run top to bottom; answer halves (whole, streamed) and finish hal
     privacy     PrivacyGuard        enforce privacy.on_pii on the final targets; restore masked
                                     values in the answer
     access      ScopeTargets        narrow the targets to the ones the key may use
+                Capabilities        drop targets that cannot do what the request uses (tools,
+                                    images, a JSON schema, embeddings); 400 when none can
     cache       ResponseCache       after privacy and scope decided the final targets; stores the
                                     finished answer
     limits      Limiter             last of the checks: counts what is about to be called, on its
@@ -38,6 +40,7 @@ from thrifty.gateway.access import Admit, ScopeTargets
 from thrifty.gateway.breaker import CircuitBreaker
 from thrifty.gateway.cache import ResponseCache
 from thrifty.gateway.call import Caller
+from thrifty.gateway.capabilities import Capabilities
 from thrifty.gateway.capture import SampleCapture, build_capture
 from thrifty.gateway.experiments import Experiments
 from thrifty.gateway.guard import Guard
@@ -145,6 +148,7 @@ def build_gateway(settings: Settings, registry: Registry, metrics: Metrics) -> G
         ModelRoute(registry),
         PrivacyGuard(settings.privacy, registry, detector),
         ScopeTargets(router.models),
+        Capabilities(),
         cache,
         limiter,
         capture,
