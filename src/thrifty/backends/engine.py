@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 
+from thrifty.backends import reaper
 from thrifty.backends.base import Endpoint, Reply, StreamStats
 from thrifty.backends.models import BUNDLED, registered_chat_template
 from thrifty.backends.openai_compat import OpenAICompatBackend
@@ -83,8 +84,10 @@ class ManagedEngine:
         self._proc: asyncio.subprocess.Process | None = None
         self._client: OpenAICompatBackend | None = None
         self._ready = asyncio.Event()
+        self._settled = asyncio.Event()  # ready, or the process exited: waiters stop waiting
         self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
+        self._pid_file: Path | None = None
         self.error: str | None = None  # why the engine is not ready, for /readyz
 
     # -- what an engine says about itself -------------------------------------------------------
@@ -114,6 +117,7 @@ class ManagedEngine:
             await self._open_client()
             self._supervisor = asyncio.create_task(self._watch())
             return
+        reaper.reap_stale(self.home)  # engines a killed gateway of this home left behind
         model = self.locate()
         self.port = self.settings.port or free_port()
         self.command(model)  # raises with an install hint before anything starts
@@ -136,13 +140,16 @@ class ManagedEngine:
     async def _spawn(self, command: list[str]) -> asyncio.subprocess.Process:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            return await asyncio.create_subprocess_exec(
+            proc = await asyncio.create_subprocess_exec(
                 *command,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C in a terminal reaches us, we stop it in order
+                preexec_fn=reaper.die_with_parent(),  # and kill -9 of us kills it too
             )
+        self._pid_file = reaper.record(self.home, self.name, proc.pid)
+        return proc
 
     async def _supervise(self, model: str) -> None:
         """Start the engine, wait until it answers, restart it with backoff if it dies."""
@@ -151,21 +158,29 @@ class ManagedEngine:
             started = time.monotonic()
             logger.info("starting %s for %s on 127.0.0.1:%d", self.program, self.name, self.port)
             self._proc = await self._spawn(self.command(model))
-            if await self._wait_ready(self._proc):
+            ready = await self._wait_ready(self._proc)
+            timed_out = not ready and self._proc.returncode is None  # killed by _wait_ready
+            if ready:
                 logger.info("local model %s ready in %.1fs", self.name, time.monotonic() - started)
                 self.error = None
                 self._ready.set()
+                self._settled.set()
                 backoff = 1.0
             code = await self._proc.wait()
+            reaper.forget(self._pid_file)
             self._ready.clear()
             if self._closing:
+                self._settled.set()
                 return
             if self.retry_at_once(code):
                 continue
-            self.error = f"{self.program} exited with code {code}; see {self.log_path}"
+            if not timed_out:
+                self.error = f"{self.program} exited with code {code}; see {self.log_path}"
             logger.error("%s\n%s", self.error, self._log_tail())
+            self._settled.set()  # whoever waits for this start gets the error now
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
+            self._settled.clear()
 
     async def _healthy(self, session: aiohttp.ClientSession) -> bool:
         try:
@@ -207,6 +222,27 @@ class ManagedEngine:
         except OSError:
             return ""
 
+    async def wait_settled(self) -> bool:
+        """Wait until the engine is ready or its process has exited; True when ready."""
+        if self.settings.url:
+            return await self.wait_ready(self.settings.startup_timeout_s)
+        await self._settled.wait()
+        return self._ready.is_set()
+
+    def rss_mb(self) -> float | None:
+        """The engine process's resident memory, MB (None when not running or unknown)."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return None
+        try:
+            with open(f"/proc/{proc.pid}/status", encoding="ascii", errors="replace") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            return None
+        return None
+
     async def wait_ready(self, timeout: float | None = None) -> bool:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._ready.wait(), timeout)
@@ -222,6 +258,7 @@ class ManagedEngine:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+            reaper.forget(self._pid_file)
         if self._supervisor is not None:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
