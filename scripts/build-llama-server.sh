@@ -13,7 +13,8 @@ root="$cache/llama.cpp-$version"
 bin="$root/bin"
 python="${PYTHON:-python3}"
 
-if [ -x "$bin/llama-server" ] && [ -x "$bin/llama-bench" ] && [ -x "$bin/llama-quantize" ]; then
+if [ -x "$bin/llama-server" ] && [ -x "$bin/llama-bench" ] && [ -x "$bin/llama-quantize" ] \
+  && [ -x "$bin/llama-batched-bench" ]; then
   echo "$bin"
   exit 0
 fi
@@ -50,9 +51,9 @@ cmake -S "$root/src" -B "$root/build" "${generator[@]}" \
   -DCMAKE_C_FLAGS="$no_amx" \
   -DCMAKE_CXX_FLAGS="$no_amx" >&2
 cmake --build "$root/build" --config Release -j "$jobs" \
-  --target llama-server llama-bench llama-quantize >&2
+  --target llama-server llama-bench llama-quantize llama-batched-bench >&2
 mkdir -p "$bin"
-for tool in llama-server llama-bench llama-quantize; do
+for tool in llama-server llama-bench llama-quantize llama-batched-bench; do
   cp "$root/build/bin/$tool" "$bin/$tool"
 done
 echo "$bin"

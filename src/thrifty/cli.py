@@ -224,7 +224,13 @@ def models() -> None:
 def models_list(config: str | None) -> None:
     """List model names clients may use: the local model, bundled and added models, upstream
     aliases."""
-    from thrifty.backends.models import BUNDLED, ModelUnavailable, registered, resolve_model
+    from thrifty.backends.models import (
+        BUNDLED,
+        ModelUnavailable,
+        entry_path,
+        registered,
+        resolve_model,
+    )
 
     settings = cli_settings(config)
     local = settings.local
@@ -237,8 +243,8 @@ def models_list(config: str | None) -> None:
         except ModelUnavailable as exc:
             where = f"not installed ({exc})"
         rows.append((name, where, bundled.description))
-    for name, path in local.models.items():
-        rows.append((name, path, "local GGUF"))
+    for name, entry in local.models.items():
+        rows.append((name, entry_path(entry), "local GGUF"))
     try:
         added = registered(settings.home)
     except ModelUnavailable as exc:

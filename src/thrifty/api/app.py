@@ -103,12 +103,7 @@ class Runtime:
         """`/v1/models`: router names, experiment names, then every model name of a target."""
         owners = dict.fromkeys(sorted(self.router.models), "thrifty-router")
         owners.update(dict.fromkeys(sorted(self.settings.experiments), "thrifty-experiment"))
-        for name, target in self.registry.targets.items():
-            owners.setdefault(name, target.upstream or "thrifty")
-        return [
-            {"id": name, "object": "model", "created": self.started_at, "owned_by": owner}
-            for name, owner in owners.items()
-        ]
+        return self.registry.model_cards(self.started_at, owners)
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
         local = self.registry.local

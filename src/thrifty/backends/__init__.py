@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -12,6 +13,7 @@ from thrifty.backends.engine import ManagedEngine
 from thrifty.backends.llamacpp import LlamaServerBackend
 from thrifty.backends.models import model_display_name
 from thrifty.backends.openai_compat import OpenAICompatBackend
+from thrifty.backends.pool import EnginePool, LocalModel, ModelSpec
 from thrifty.backends.vllm import VLLMBackend
 from thrifty.config import Settings
 
@@ -24,6 +26,7 @@ __all__ = [
     "Target",
     "build_registry",
     "local_engine",
+    "local_pool",
 ]
 
 
@@ -54,10 +57,61 @@ class Registry:
     def __init__(self) -> None:
         self.targets: dict[str, Target] = {}
         self.backends: list[Backend] = []
-        self.local: ManagedEngine | None = None
+        self.local: EnginePool | None = None
+        self._local_aliases: list[str] = []
+        self._local_capabilities = CAPABILITIES
+
+    def add_local(
+        self, pool: EnginePool, aliases: list[str], capabilities: frozenset[str] = CAPABILITIES
+    ) -> None:
+        """Every model of `pool` by its name; `local` and `aliases` name the default one."""
+        self.local = pool
+        self._local_capabilities = capabilities
+        self.backends.append(pool)  # started, stopped and checked for readiness as one
+        self._local_aliases = ["local", *aliases]
+        pool.on_change = self.sync_local
+        self.sync_local()
+
+    def sync_local(self) -> None:
+        """Follow the pool's names (they change with `thrifty models add` / `remove`)."""
+        pool = self.local
+        if pool is None:
+            return
+        for name, target in list(self.targets.items()):
+            if target.route == "local" and target.upstream is None:
+                del self.targets[name]
+        caps = self._local_capabilities
+        default = Target("local", pool.handles[pool.default], pool.default, capabilities=caps)
+        for name in [*self._local_aliases, pool.default]:
+            self.targets.setdefault(name, default)
+        for name, handle in pool.handles.items():
+            self.targets.setdefault(name, Target("local", handle, name, capabilities=caps))
+
+    def model_cards(self, created: int, first: dict[str, str]) -> list[dict[str, Any]]:
+        """`/v1/models`: the names in `first` (name -> owner), then every target's name.
+
+        Local models say whether they are loaded (`state`: loaded, loading, unloaded) and what
+        they can do (`capabilities`)."""
+        owners = dict(first)
+        for name, target in self.targets.items():
+            owners.setdefault(name, target.upstream or "thrifty")
+        cards = []
+        for name, owner in owners.items():
+            card: dict[str, Any] = {
+                "id": name,
+                "object": "model",
+                "created": created,
+                "owned_by": owner,
+            }
+            local = self.targets.get(name)
+            if self.local is not None and local is not None and local.upstream is None:
+                card.update(self.local.card(local.model))
+                card["capabilities"] = [*card["capabilities"], *sorted(local.capabilities)]
+            cards.append(card)
+        return cards
 
     def add(self, names: list[str], target: Target) -> None:
-        if target.backend not in self.backends:
+        if target.backend not in self.backends and not isinstance(target.backend, LocalModel):
             self.backends.append(target.backend)
         for name in names:
             self.targets.setdefault(name, target)
@@ -78,17 +132,22 @@ def local_engine(settings: Settings) -> ManagedEngine:
     return engine(model_display_name(settings.local.model), settings.local, settings.home)
 
 
+def _engine_for(spec: ModelSpec, home: Path) -> ManagedEngine:
+    engine = VLLMBackend if spec.settings.engine == "vllm" else LlamaServerBackend
+    return engine(spec.name, spec.settings, home)
+
+
+def local_pool(settings: Settings) -> EnginePool:
+    """Every local model (`local.model` the default), each loaded when first asked for."""
+    return EnginePool(settings.local, settings.home, _engine_for)
+
+
 def build_registry(settings: Settings) -> Registry:
     registry = Registry()
     local = settings.local
     if local.enabled:
-        backend = local_engine(settings)
-        name = backend.name
-        registry.local = backend
         caps = LOCAL_CAPABILITIES if local.engine == "llama.cpp" else frozenset({"json_schema"})
-        registry.add(
-            ["local", name, *local.aliases], Target("local", backend, name, capabilities=caps)
-        )
+        registry.add_local(local_pool(settings), local.aliases, caps)
     for up in settings.upstreams:
         client = OpenAICompatBackend(
             up.name,

@@ -51,6 +51,8 @@ class LlamaServerBackend(ManagedEngine):
     def __init__(self, name: str, settings: LocalSettings, home: Path) -> None:
         super().__init__(name, settings, home)
         self._no_repack = False
+        # LoRA adapter GGUFs loaded beside the model, off until a request names one (its index)
+        self.adapters: list[str] = []
 
     def locate(self) -> str:
         return str(resolve_model(self.settings.model, self.home, self.settings.models))
@@ -72,6 +74,10 @@ class LlamaServerBackend(ManagedEngine):
         ]  # fmt: skip
         if self.chat_template:
             cmd += ["--chat-template", self.chat_template]
+        for adapter in self.adapters:
+            cmd += ["--lora", adapter]
+        if self.adapters:
+            cmd.append("--lora-init-without-apply")  # scale 0 until a request asks for one
         if self._no_repack:
             cmd.append("--no-repack")
         return [*cmd, *s.extra_args]

@@ -14,11 +14,15 @@ import importlib.util
 import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from thrifty.config.local import LocalModelSettings
 
 logger = logging.getLogger(__name__)
 
@@ -100,10 +104,17 @@ def _gemma3(home: Path) -> Path:
     return target
 
 
-def resolve_model(name_or_path: str, home: Path, named: dict[str, str] | None = None) -> Path:
+Named = Mapping[str, "str | LocalModelSettings"]  # local.models: a path or a mapping with one
+
+
+def entry_path(entry: str | LocalModelSettings) -> str:
+    return entry if isinstance(entry, str) else entry.path
+
+
+def resolve_model(name_or_path: str, home: Path, named: Named | None = None) -> Path:
     """The GGUF file for a bundled name, a configured name, or a path."""
     if named and name_or_path in named:
-        name_or_path = named[name_or_path]
+        name_or_path = entry_path(named[name_or_path])
     if name_or_path == "smollm2-135m":
         return _smollm2()
     if name_or_path == "gemma3-270m":
@@ -143,6 +154,7 @@ class RegisteredModel:
     path: Path
     chat_template: str | None = None  # None: the GGUF's own
     added_at: float | None = None
+    adapter_of: str | None = None  # a LoRA adapter GGUF, served on this base model's engine
 
 
 def registry_path(home: Path) -> Path:
@@ -163,12 +175,16 @@ def registered(home: Path) -> dict[str, RegisteredModel]:
     for name, entry in (entries or {}).items():
         if isinstance(entry, dict) and isinstance(entry.get("path"), str):
             models[str(name)] = RegisteredModel(
-                str(name), Path(entry["path"]), entry.get("chat_template"), entry.get("added_at")
+                str(name),
+                Path(entry["path"]),
+                entry.get("chat_template"),
+                entry.get("added_at"),
+                entry.get("adapter_of"),
             )
     return models
 
 
-def registered_chat_template(name: str, home: Path, named: dict[str, str] | None) -> str | None:
+def registered_chat_template(name: str, home: Path, named: Named | None) -> str | None:
     """The chat template `models add --chat-template` gave `name`, when that is what it names."""
     if (named and name in named) or name in BUNDLED:
         return None
@@ -180,7 +196,12 @@ def registered_chat_template(name: str, home: Path, named: dict[str, str] | None
 
 
 def add_model(
-    home: Path, name: str, path: Path, chat_template: str | None = None, replace: bool = False
+    home: Path,
+    name: str,
+    path: Path,
+    chat_template: str | None = None,
+    replace: bool = False,
+    adapter_of: str | None = None,
 ) -> RegisteredModel:
     """Register a GGUF file under `name`; ValueError says what is wrong with the request."""
     if not name or "/" in name or name.endswith(".gguf") or name != name.strip():
@@ -196,7 +217,15 @@ def add_model(
     models = registered(home)
     if name in models and not replace:
         raise ValueError(f"model {name!r} is already registered ({models[name].path})")
-    models[name] = RegisteredModel(name, path, chat_template, time.time())
+    if adapter_of is not None:
+        base = models.get(adapter_of)
+        if adapter_of == name or (base is not None and base.adapter_of):
+            raise ValueError(f"{adapter_of!r} cannot be a base: adapters go on a model")
+        if gguf_type(path) != "adapter":
+            raise ValueError(f"{path} is a model, not a LoRA adapter (export it with --lora)")
+    elif gguf_type(path) == "adapter":
+        raise ValueError(f"{path} is a LoRA adapter: add it with --adapter-of BASE")
+    models[name] = RegisteredModel(name, path, chat_template, time.time(), adapter_of)
     _write(home, models)
     return models[name]
 
@@ -218,9 +247,60 @@ def _write(home: Path, models: dict[str, RegisteredModel]) -> None:
             entry["chat_template"] = model.chat_template
         if model.added_at is not None:
             entry["added_at"] = model.added_at
+        if model.adapter_of:
+            entry["adapter_of"] = model.adapter_of
         entries[name] = entry
     path = registry_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(yaml.safe_dump({"models": entries}, allow_unicode=True), encoding="utf-8")
     tmp.replace(path)  # readers never see half a file
+
+
+_GGUF_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+
+def gguf_type(path: Path) -> str:
+    """`general.type` of a GGUF file ("model" or "adapter"), read from its header only.
+
+    A few lines of the format instead of the `gguf` package, which the gateway does not install.
+    """
+    import struct
+
+    def read(f: Any, fmt: str) -> Any:
+        size = struct.calcsize(fmt)
+        data = f.read(size)
+        if len(data) != size:
+            raise ValueError("truncated header")
+        return struct.unpack(fmt, data)[0]
+
+    def skip(f: Any, kind: int) -> None:
+        if kind == 8:
+            f.seek(read(f, "<Q"), 1)
+        elif kind == 9:
+            inner, count = read(f, "<I"), read(f, "<Q")
+            if inner in _GGUF_SIZES:
+                f.seek(_GGUF_SIZES[inner] * count, 1)
+            else:
+                for _ in range(count):
+                    skip(f, inner)
+        elif kind in _GGUF_SIZES:
+            f.seek(_GGUF_SIZES[kind], 1)
+        else:
+            raise ValueError(f"unknown value type {kind}")
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"GGUF":
+                raise ValueError("not a GGUF file")
+            read(f, "<I")  # version
+            read(f, "<Q")  # tensors
+            for _ in range(read(f, "<Q")):
+                key = f.read(read(f, "<Q")).decode("utf-8", "replace")
+                kind = read(f, "<I")
+                if key == "general.type" and kind == 8:
+                    return str(f.read(read(f, "<Q")).decode("utf-8", "replace"))
+                skip(f, kind)
+    except (OSError, ValueError, struct.error) as exc:
+        raise ValueError(f"cannot read {path} as GGUF: {exc}") from None
+    return "model"

@@ -13,33 +13,49 @@ def _echo(text: str) -> None:
     click.echo(text, err=True)
 
 
-def _register(home: Path, name: str | None, path: Path) -> None:
+def _register(home: Path, name: str | None, path: Path, adapter_of: str | None = None) -> None:
     if not name:
         return
     from thrifty.backends.models import add_model
 
     try:
-        add_model(home, name, path, replace=True)
+        add_model(home, name, path, replace=True, adapter_of=adapter_of)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"registered {name}: thrifty serve -m {name}")
+    if adapter_of:
+        click.echo(f"registered {name}, a LoRA adapter of {adapter_of}: ask a gateway for {name}")
+    else:
+        click.echo(f"registered {name}: thrifty serve -m {name}")
 
 
 @click.command("export")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--to", "fmt", type=click.Choice(["gguf"]), default="gguf", show_default=True)
 @click.option(
-    "-q", "--quant", default="q8_0", show_default=True,
-    help="f16, bf16, q8_0 (written directly) or a k-quant such as q4_k_m, q5_k_m, q6_k.",
+    "-q", "--quant",
+    help="f16, bf16, q8_0 (written directly) or a k-quant such as q4_k_m, q5_k_m, q6_k "
+    "[default: q8_0; f16 for --lora].",
 )  # fmt: skip
 @click.option(
     "-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
     help="The GGUF file [default: DIR/DIRNAME.QUANT.gguf].",
 )  # fmt: skip
 @click.option("--name", help="Also register it under NAME (as `thrifty models add` does).")
+@click.option(
+    "--lora",
+    is_flag=True,
+    help="Write the LoRA adapter alone (f16 unless --quant f32/bf16/q8_0), served on one copy "
+    "of its base beside other adapters, instead of a merged model.",
+)
 @config_option
 def export(
-    model_dir: Path, fmt: str, quant: str, out: Path | None, name: str | None, config: str | None
+    model_dir: Path,
+    fmt: str,
+    quant: str | None,
+    out: Path | None,
+    name: str | None,
+    lora: bool,
+    config: str | None,
 ) -> None:
     """Export a `thrifty finetune` output (or a Hugging Face model directory) to GGUF.
 
@@ -51,13 +67,22 @@ def export(
       thrifty export runs/intent --to gguf --quant q4_k_m
       thrifty export runs/intent --quant q8_0 --out student.gguf --name intent-student
       thrifty serve -m intent-student
+      thrifty export runs/intent --lora --name intent-lora   # an adapter of the run's base
     """
     from thrifty.commands.options import cli_settings
-    from thrifty.train.export import ExportError, export_gguf
+    from thrifty.train.export import ExportError, export_gguf, export_lora_gguf
 
     settings = cli_settings(config)
+    if lora:
+        try:
+            path, base = export_lora_gguf(model_dir, settings.home, quant or "f16", out, log=_echo)
+        except ExportError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(str(path))
+        _register(settings.home, name, path, adapter_of=base)
+        return
     try:
-        path = export_gguf(model_dir, settings.home, quant, out, log=_echo)
+        path = export_gguf(model_dir, settings.home, quant or "q8_0", out, log=_echo)
     except ExportError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(str(path))

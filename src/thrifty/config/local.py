@@ -25,6 +25,26 @@ class VLLMSettings(_Section):
     )
 
 
+class LocalModelSettings(_Section):
+    """One entry of `local.models` written as a mapping: where the model is and how it is served."""
+
+    path: str = Field(description="GGUF file (a model, or a LoRA adapter with adapter_of).")
+    adapter_of: str | None = Field(
+        None,
+        description="This GGUF is a LoRA adapter of that local model: it is served on the "
+        "base's engine (one copy of the base for all its adapters), picked per request.",
+    )
+    pinned: bool = Field(False, description="Load at start and never unload.")
+    parallel: int | None = Field(None, description="Slots; default: local.parallel.", ge=1)
+    max_queue: int | None = Field(None, description="Queue; default: local.max_queue.", ge=0)
+    ctx_size: int | None = Field(None, description="Context per slot; default: local's.", ge=256)
+    chat_template: str | None = Field(
+        None, description="Chat template (built-in name or Jinja); default: the GGUF's own."
+    )
+    stop: list[str] | None = Field(None, description="Stop sequences added when none are set.")
+    extra_args: list[str] = Field(default_factory=list, description="More engine arguments.")
+
+
 class LocalSettings(_Section):
     """The local engine: llama.cpp's llama-server, managed as a subprocess."""
 
@@ -39,8 +59,29 @@ class LocalSettings(_Section):
         description="Bundled model name (smollm2-135m, gemma3-270m), a name from `models`, "
         "or a path to a GGUF file.",
     )
-    models: dict[str, str] = Field(
-        default_factory=dict, description="Extra local models by name: name -> GGUF path."
+    models: dict[str, str | LocalModelSettings] = Field(
+        default_factory=dict,
+        description="More local models by name, each served in the same gateway: name -> GGUF "
+        "path, or name -> {path, pinned, parallel, max_queue, ctx_size, chat_template, stop, "
+        "adapter_of, extra_args}.",
+    )
+    max_loaded: int = Field(
+        3,
+        description="Engines loaded at once; loading one more first unloads the least recently "
+        "used idle one that is not pinned (adapters share their base's engine).",
+        ge=1,
+    )
+    max_memory_mb: int | None = Field(
+        None,
+        description="Memory all loaded engines may take (measured resident size; a model not "
+        "yet loaded counts its file size); null: only max_loaded bounds them.",
+        ge=1,
+    )
+    idle_unload_s: float | None = Field(
+        600,
+        description="Unload an engine nobody asked for this long (pinned ones and the default "
+        "model stay); null: never.",
+        gt=0,
     )
     aliases: list[str] = Field(
         default_factory=list,

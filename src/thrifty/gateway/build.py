@@ -42,6 +42,7 @@ from thrifty.gateway.cache import ResponseCache
 from thrifty.gateway.call import Caller
 from thrifty.gateway.capabilities import Capabilities
 from thrifty.gateway.capture import SampleCapture, build_capture
+from thrifty.gateway.coldstart import ColdStart
 from thrifty.gateway.experiments import Experiments
 from thrifty.gateway.guard import Guard
 from thrifty.gateway.limits import Limiter, PriceEstimate, build_limiter
@@ -152,6 +153,7 @@ def build_gateway(settings: Settings, registry: Registry, metrics: Metrics) -> G
         cache,
         limiter,
         capture,
+        ColdStart(),  # the local model's load time, into the answer's headers
     ]
     recorders: list[Callable[[RequestContext], None]] = [request_log.append, metrics.observe]
     if settings.auth.audit_requests:

@@ -59,8 +59,12 @@ class Meter:
         return convert_nanos(nanos, currency, "USD", cny_per_usd=self.cny_per_usd)
 
     def _local_nanos(self, ctx: RequestContext) -> int:
-        engine = self.registry.local
-        sharing = 1 if engine is None else max(1, min(engine.in_flight + 1, engine.parallel))
+        # the engine's busy time, shared by the requests it decoded together: each local model
+        # is charged for its own engine's time (`thrifty usage --by model` shows it per model)
+        engine = ctx.answered_by.backend if ctx.answered_by is not None else None
+        in_flight = getattr(engine, "in_flight", 0)
+        parallel = getattr(engine, "parallel", 1)
+        sharing = max(1, min(in_flight + 1, parallel))
         nanos = self.local_cost.cost_nanos(ctx.latency_s / sharing, fully_loaded=self.fully_loaded)
         if self.local_cost.currency == "USD":
             return nanos

@@ -90,6 +90,13 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.cold_start = Histogram(
+            "thrifty_local_cold_start_seconds",
+            "How long requests waited for their local model to load",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.retries = Counter(
             "thrifty_upstream_retries", "Retried upstream attempts", ["upstream"], registry=r
         )
@@ -129,6 +136,9 @@ class Metrics:
         ttft = ctx.ttft_s
         if ttft is not None:
             series.ttft.observe(ttft)
+        cold_ms = ctx.response_headers.get("x-thrifty-cold-start-ms")
+        if cold_ms is not None and ctx.answered_by is not None:
+            self.cold_start.labels(ctx.answered_by.model).observe(float(cold_ms) / 1000)
         usage = ctx.usage
         if usage:
             series.tokens_in.inc(usage.get("prompt_tokens") or 0)

@@ -165,6 +165,88 @@ def export_gguf(
     return out
 
 
+LORA_TYPES = ("f32", "f16", "bf16", "q8_0")  # what convert_lora_to_gguf.py writes
+
+
+def export_lora_gguf(
+    model_dir: Path,
+    home: Path,
+    outtype: str = "f16",
+    out: Path | None = None,
+    log: Log = lambda _: None,
+) -> tuple[Path, str]:
+    """Write a `thrifty finetune` LoRA run as a GGUF adapter; returns it and the base's name.
+
+    llama-server loads it beside the base (`--lora`), so many students share one copy of the
+    base. The converter needs only the base's config, taken from the base's GGUF header here.
+    """
+    outtype = outtype.lower()
+    if outtype not in LORA_TYPES:
+        raise ExportError(f"an adapter is written as one of {', '.join(LORA_TYPES)}, not {outtype}")
+    manifest = read_manifest(model_dir)
+    if manifest is None or manifest["format"] != "adapter":
+        raise ExportError(
+            f"{model_dir} is not a LoRA run of `thrifty finetune` (format adapter in {MANIFEST}): "
+            "export it as a whole model instead"
+        )
+    out = out or model_dir / f"{model_dir.resolve().name}.lora.{outtype}.gguf"
+    source = llama_cpp_source()
+    base = str(manifest.get("base") or "")
+    base_path = Path(str(manifest.get("base_path") or base))
+    with tempfile.TemporaryDirectory(prefix="thrifty-export-") as tmp:
+        log(f"[1/2] reading the config of {base or base_path}")
+        config_dir = _base_config(base, base_path, home, Path(tmp) / "base")
+        log(f"[2/2] converting the adapter with {source / 'convert_lora_to_gguf.py'}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(out.name + ".partial")
+        cmd = [
+            sys.executable,
+            str(source / "convert_lora_to_gguf.py"),
+            str(model_dir / "adapter"),
+            "--base", str(config_dir),
+            "--outtype", outtype,
+            "--outfile", str(partial),
+        ]  # fmt: skip
+        _run(cmd, "convert_lora_to_gguf.py", env=_converter_env(source))
+        partial.replace(out)
+    log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB), a LoRA adapter of {base}")
+    return out, base
+
+
+def _base_config(base: str, base_path: Path, home: Path, tmp: Path) -> Path:
+    """A directory with the base's config.json (a HF directory as it is; a GGUF's, derived)."""
+    if base_path.is_dir() and (base_path / "config.json").is_file():
+        return base_path
+    from thrifty.backends.models import ModelUnavailable, resolve_model
+
+    try:
+        gguf = base_path if base_path.is_file() else resolve_model(base, home)
+    except ModelUnavailable as exc:
+        raise ExportError(f"the adapter's base is not here: {exc}") from None
+    try:
+        from transformers import AutoConfig
+    except ImportError:
+        raise ExportError("reading the base's config needs pip install 'thrifty[train]'") from None
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    if not getattr(config, "architectures", None):
+        config.architectures = [f"{type(config).__name__.removesuffix('Config')}ForCausalLM"]
+    config.save_pretrained(tmp)
+    return tmp
+
+
+def _converter_env(source: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(source / "gguf-py"), os.environ.get("PYTHONPATH")) if p
+        ),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+
+
 def _hf_dir(
     model_dir: Path, manifest: dict[str, Any] | None, home: Path, tmp: Path, say: Log
 ) -> Path:
@@ -227,14 +309,7 @@ def _json(path: Path) -> dict[str, Any]:
 
 def convert(source: Path, hf_dir: Path, out: Path, outtype: str) -> None:
     """Run llama.cpp's converter on `hf_dir` with this interpreter, offline."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            p for p in (str(source / "gguf-py"), os.environ.get("PYTHONPATH")) if p
-        ),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-    }
+    env = _converter_env(source)
     cmd = [
         sys.executable,
         str(source / "convert_hf_to_gguf.py"),
