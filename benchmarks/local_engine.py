@@ -1,9 +1,11 @@
 """The local engine through thrifty against llama.cpp itself, for both bundled models.
 
-Three measurements per model, in the same run and on the same threads (default: every core):
+Four measurements per model, in the same run and on the same threads (default: every core):
 
 - llama-bench: llama.cpp's own single-stream figures, prompt processing (pp128) and text
   generation (tg64), no HTTP at all;
+- llama-batched-bench at --clients sequences (default 8): llama.cpp decoding that many
+  sequences in one batch, no HTTP and no scheduling, the ceiling for N concurrent streams;
 - llama-server started directly, with exactly the flags thrifty gives it
   (`LlamaServerBackend.command`);
 - `thrifty serve -m MODEL`, which runs its own llama-server behind the gateway.
@@ -60,7 +62,8 @@ from thrifty.backends.models import BUNDLED, resolve_model
 from thrifty.config import LocalSettings
 
 TARGET_SINGLE = 0.95  # thrifty generation tok/s / llama-bench tg, one stream
-TARGET_CONCURRENT = 0.90  # thrifty aggregate generation tok/s / llama-server's, N streams
+TARGET_CONCURRENT = 0.95  # thrifty aggregate generation tok/s / llama-server's, N streams
+TARGET_BATCHED = 0.90  # thrifty aggregate generation tok/s / llama-batched-bench's, N streams
 PROMPT_TOKENS = 128  # llama-bench's pp size; the prompt below comes close in both models
 PROMPT = (
     "Read the following notes and then write a short summary for a busy manager. The team moved "
@@ -234,9 +237,30 @@ def llama_bench(model_path: Path, args: argparse.Namespace) -> tuple[float, floa
     return float(pp), float(tg)
 
 
-def direct_llama_server(name: str, model_path: Path, home: Path, threads: int) -> Server:
+def batched_bench(model_path: Path, args: argparse.Namespace) -> tuple[float, float]:
+    """llama-batched-bench at --clients sequences: (prompt tok/s, generation tok/s).
+
+    Generation is every generated token over the whole run (prompts included), as thrifty's
+    burst figure is every token over the burst's wall time; the best of --reps runs.
+    """
+    n, pp, tg = args.clients, PROMPT_TOKENS, args.max_tokens
+    command = [str(BIN / "llama-batched-bench"), "-m", str(model_path), "--output-format", "jsonl"]
+    command += ["-c", str(n * (pp + tg) + 256), "-npp", str(pp), "-ntg", str(tg), "-npl", str(n)]
+    command += ["-t", str(args.threads), "-tb", str(args.threads_batch or args.threads)]
+    best = (0.0, 0.0)
+    for _ in range(args.reps):
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        row = next(json.loads(line) for line in done.stdout.splitlines() if line.startswith("{"))
+        figures = (float(row["speed_pp"]), n * tg / float(row["t"]))
+        best = max(best, figures, key=lambda f: f[1])
+    return best
+
+
+def direct_llama_server(
+    name: str, model_path: Path, home: Path, threads: int, tuning: dict[str, Any]
+) -> Server:
     """llama-server on its own, started with the command line thrifty would use."""
-    settings = LocalSettings(model=name, port=free_port(), threads=threads)
+    settings = LocalSettings(model=name, port=free_port(), threads=threads, **tuning)
     command = LlamaServerBackend(name, settings, home).command(str(model_path))
     log = home / "logs" / f"direct-{name}.log"
     return Server(command, settings.port, log, ready_path="/health")
@@ -247,6 +271,7 @@ class ModelResult:
     model: str
     bench_pp: float
     bench_tg: float
+    batched: tuple[float, float]  # llama-batched-bench at N sequences: prompt, generation tok/s
     direct: EngineRun
     thrifty: EngineRun
 
@@ -255,15 +280,22 @@ def benchmark_model(model: str, home: Path, args: argparse.Namespace) -> ModelRe
     path = resolve_model(model, home)
     print(f"{model}: llama-bench ({load_average()})", flush=True)
     pp, tg = llama_bench(path, args)
+    print(f"{model}: llama-batched-bench, {args.clients} sequences ({load_average()})", flush=True)
+    batched = batched_bench(path, args)
     print(f"{model}: llama-server and thrifty serve, taking turns ({load_average()})", flush=True)
-    config = {"local": {"threads": args.threads}}
+    tuning: dict[str, Any] = {}
+    if args.parallel:
+        tuning["parallel"] = args.parallel
+    if args.threads_batch:
+        tuning["threads_batch"] = args.threads_batch
+    config = {"local": {"threads": args.threads, **tuning}}
     with (
-        direct_llama_server(model, path, home, args.threads) as server,
+        direct_llama_server(model, path, home, args.threads, tuning) as server,
         thrifty_serve(home, "-m", model, config=config) as gateway,
     ):
         urls = {"llama-server": server.base_url, "thrifty": gateway.base_url}
         runs = asyncio.run(compare({k: v + "/chat/completions" for k, v in urls.items()}, args))
-    return ModelResult(model, pp, tg, runs["llama-server"], runs["thrifty"])
+    return ModelResult(model, pp, tg, batched, runs["llama-server"], runs["thrifty"])
 
 
 def report(results: list[ModelResult], args: argparse.Namespace) -> str:
@@ -274,6 +306,8 @@ def report(results: list[ModelResult], args: argparse.Namespace) -> str:
     for r in results:
         rows.append([r.model, f"llama-bench pp{PROMPT_TOKENS}/tg{args.max_tokens}"])
         rows[-1] += [r.bench_pp, r.bench_tg, None, None, None, None, None]
+        rows.append([r.model, f"llama-batched-bench npl{n}", None, None, None, None])
+        rows[-1] += [r.batched[0], r.batched[1], None]
         for engine, run in (("llama-server", r.direct), ("thrifty", r.thrifty)):
             rows.append([r.model, engine, run.prompt_tps, run.decode_tps, run.ttft_ms])
             rows[-1] += [run.first_text_ms, run.burst.prompt_tps, run.burst.gen_tps]
@@ -301,12 +335,20 @@ def report(results: list[ModelResult], args: argparse.Namespace) -> str:
             f"thrifty/llama-bench {ratio(one.prompt_tps, r.bench_pp)}, "
             f"thrifty/llama-server {ratio(one.prompt_tps, direct_one.prompt_tps)}"
         )
-        lines.append(f"  {r.model}: {n} streams, generation: thrifty/llama-server {many_x:.2f}x")
+        batched_x = r.thrifty.burst.gen_tps / r.batched[1]
+        lines.append(
+            f"  {r.model}: {n} streams, generation: thrifty/llama-server {many_x:.2f}x, "
+            f"thrifty/llama-batched-bench {batched_x:.2f}x (llama-server/llama-batched-bench "
+            f"{ratio(r.direct.burst.gen_tps, r.batched[1])}); thrifty {n} streams/one stream "
+            f"{ratio(r.thrifty.burst.gen_tps, one.decode_tps)}"
+        )
         verdicts.append(
             f"target: {r.model}: one stream >= {TARGET_SINGLE:.2f}x llama-bench: {single_x:.2f}x "
             f"({'met' if single_x >= TARGET_SINGLE else 'MISSED'}); {n} streams >= "
             f"{TARGET_CONCURRENT:.2f}x llama-server: {many_x:.2f}x "
-            f"({'met' if many_x >= TARGET_CONCURRENT else 'MISSED'})"
+            f"({'met' if many_x >= TARGET_CONCURRENT else 'MISSED'}); {n} streams >= "
+            f"{TARGET_BATCHED:.2f}x llama-batched-bench: {batched_x:.2f}x "
+            f"({'met' if batched_x >= TARGET_BATCHED else 'MISSED'})"
         )
     lines += verdicts
     return "\n".join(lines)
@@ -327,6 +369,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=8, help="concurrent streams")
     parser.add_argument("--rounds", type=int, default=2, help="bursts of concurrent streams")
     parser.add_argument("--reps", type=int, default=3, help="llama-bench repetitions")
+    parser.add_argument(
+        "--parallel", type=int, help="engine slots for both servers (default: thrifty's)"
+    )
+    parser.add_argument(
+        "--threads-batch", type=int, help="prompt threads for every engine (default: thrifty's)"
+    )
     parser.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="engine threads (default: all)"
     )

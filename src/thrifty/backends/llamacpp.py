@@ -66,6 +66,7 @@ class LlamaServerBackend(ManagedEngine):
             "--port", str(self.port),
             "--alias", self.name,
             "--threads", str(s.threads or os.cpu_count() or 1),
+            "--threads-batch", str(s.threads_batch or s.threads or os.cpu_count() or 1),
             "--parallel", str(s.parallel),
             "--ctx-size", str(s.ctx_size * s.parallel),
             "--metrics",

@@ -108,7 +108,12 @@ class LocalSettings(_Section):
         "context is full); null for no default.",
         ge=1,
     )
-    threads: int | None = Field(None, description="CPU threads; default: all cores.", ge=1)
+    threads: int | None = Field(
+        None, description="CPU threads generating tokens; default: all cores.", ge=1
+    )
+    threads_batch: int | None = Field(
+        None, description="CPU threads processing prompts; default: same as threads.", ge=1
+    )
     parallel: int = Field(4, description="Requests decoded together (llama-server slots).", ge=1)
     ctx_size: int = Field(4096, description="Context window per slot, in tokens.", ge=256)
     max_queue: int = Field(
