@@ -144,10 +144,14 @@ def test_many_models_in_one_gateway(tmp_path: Path) -> None:
         assert cards["beta"]["state"] == "loaded"  # pinned
         assert cards["smollm2-135m"]["state"] == "loaded"
 
-        # idle unload; the next request loads it again
+        # idle unload; the next request (streamed, this time) loads it again
         wait_for(lambda: states(server)["gamma"]["state"] == "unloaded", "idle unload")
         assert states(server)["beta"]["state"] == "loaded"
-        assert chat(server, "gamma").status_code == 200
+        body = {"model": "gamma", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        with httpx.stream("POST", server.base_url + "/chat/completions", json=body) as streamed:
+            assert streamed.status_code == 200
+            assert int(streamed.headers["x-thrifty-cold-start-ms"]) >= 0
+            assert "[DONE]" in streamed.read().decode()
 
         # an adapter is served on its base's engine, which restarts with it
         adapter = tiny_gguf(tmp_path / "student.gguf", "adapter")
