@@ -216,14 +216,26 @@ def chat(
 
 @main.group()
 def models() -> None:
-    """The models thrifty can serve."""
+    """The models thrifty can serve.
+
+    \b
+    Examples:
+      thrifty models list
+      thrifty models add intent-student runs/intent/intent.q4_k_m.gguf
+    """
 
 
 @models.command("list")
 @config_option
 def models_list(config: str | None) -> None:
     """List model names clients may use: the local model, bundled and added models, upstream
-    aliases."""
+    aliases.
+
+    \b
+    Examples:
+      thrifty models list
+      thrifty models list -c thrifty.yaml
+    """
     from thrifty.backends.models import (
         BUNDLED,
         ModelUnavailable,
@@ -262,7 +274,13 @@ def models_list(config: str | None) -> None:
 
 @main.group()
 def config() -> None:
-    """Inspect configuration."""
+    """Inspect configuration.
+
+    \b
+    Examples:
+      thrifty config show
+      thrifty config example > thrifty.yaml
+    """
 
 
 @config.command("show")
@@ -271,6 +289,11 @@ def config_show(path: str | None) -> None:
     """Print the effective configuration (file + THRIFTY_* env + defaults), secrets redacted.
 
     Upstream keys live in environment variables; this prints only whether each is set.
+
+    \b
+    Examples:
+      thrifty config show
+      THRIFTY_LOCAL__MODEL=gemma3-270m thrifty config show
     """
     import yaml
 

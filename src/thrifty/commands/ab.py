@@ -120,6 +120,11 @@ def report(name: str, since: str, output_format: str, config: str | None) -> Non
 
     Every number comes from the request log (variant column "NAME:VARIANT") and the feedback
     table; money is summed exactly in nano-USD.
+
+    \b
+    Examples:
+      thrifty ab report chat-ab
+      thrifty ab report chat-ab --since 30d --format json
     """
     from thrifty.commands.options import cli_settings
     from thrifty.store.ab import load_ab_report, report_dict

@@ -30,7 +30,13 @@ def _connect(config: str | None) -> Connection:
 
 @click.group()
 def audit() -> None:
-    """The audit log: admin actions and every request's metadata, hash-chained."""
+    """The audit log: admin actions and every request's metadata, hash-chained.
+
+    \b
+    Examples:
+      thrifty audit verify
+      thrifty audit tail -n 20
+    """
 
 
 @audit.command()
@@ -40,6 +46,11 @@ def verify(config: str | None) -> None:
 
     Keep the head it prints somewhere else: a chain can be rewritten whole by whoever can write
     the database, and dropping the newest rows leaves no mark in it; the head you kept shows both.
+
+    \b
+    Examples:
+      thrifty audit verify
+      thrifty audit verify -c thrifty.yaml
     """
     from thrifty.store.audit import verify as verify_chain
 
@@ -63,7 +74,13 @@ def verify(config: str | None) -> None:
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines, every column.")
 def tail(count: int, config: str | None, as_json: bool) -> None:
-    """Print the newest rows, oldest first."""
+    """Print the newest rows, oldest first.
+
+    \b
+    Examples:
+      thrifty audit tail
+      thrifty audit tail -n 50 --json
+    """
     import orjson
 
     from thrifty.costs.money import format_nanos

@@ -82,7 +82,13 @@ def cache() -> None:
 @config_option
 @format_option
 def stats(config: str | None, output_format: str) -> None:
-    """Entries, bytes and semantic vectors; hits, misses and evictions of a running server."""
+    """Entries, bytes and semantic vectors; hits, misses and evictions of a running server.
+
+    \b
+    Examples:
+      thrifty cache stats
+      thrifty cache stats --format json
+    """
     from thrifty.commands.options import cli_settings
 
     settings = cli_settings(config)
@@ -128,7 +134,13 @@ def stats(config: str | None, output_format: str) -> None:
 @click.option("--tenant", help="Only this tenant's answers (default: everything).")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 def clear(config: str | None, tenant: str | None, yes: bool) -> None:
-    """Drop cached answers (and semantic vectors) from the shared Redis cache."""
+    """Drop cached answers (and semantic vectors) from the shared Redis cache.
+
+    \b
+    Examples:
+      thrifty cache clear -y
+      thrifty cache clear --tenant acme -y
+    """
     from thrifty.commands.options import cli_settings
     from thrifty.gateway.cache.keys import tenant_tag
 

@@ -34,7 +34,12 @@ Output: JSONL of {"messages": [...]} with the answer as the last assistant turn;
 
 @click.group("distill")
 def distill() -> None:
-    """Distillation data: turn cloud answers into a student's training set."""
+    """Distillation data: turn cloud answers into a student's training set.
+
+    \b
+    Examples:
+      thrifty distill collect --from-log --since 30d --out data.jsonl
+    """
 
 
 @distill.command("collect", epilog=_EPILOG)

@@ -46,7 +46,13 @@ def _db_path(config: str | None) -> Path:
 
 @click.group("eval")
 def eval_group() -> None:
-    """Benchmarks (HumanEval, GSM8K, MMLU, MT-Bench, your JSONL) with cost per correct answer."""
+    """Benchmarks (HumanEval, GSM8K, MMLU, MT-Bench, your JSONL) with cost per correct answer.
+
+    \b
+    Examples:
+      thrifty eval run --suite gsm8k -m local --limit 20
+      thrifty eval report --plot score_vs_cost.png
+    """
 
 
 @eval_group.command("run", epilog=_RUN_EPILOG)

@@ -74,6 +74,12 @@ def keys() -> None:
     \b
     Roles: admin (manage keys, read all usage), user (call models, read own usage),
     viewer (read own usage only).
+
+    \b
+    Examples:
+      thrifty keys create --tenant acme --role admin
+      thrifty keys list
+      thrifty keys revoke key_...
     """
 
 
@@ -157,7 +163,13 @@ def create(
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 def list_keys(config: str | None, as_json: bool) -> None:
-    """List keys (never their secrets)."""
+    """List keys (never their secrets).
+
+    \b
+    Examples:
+      thrifty keys list
+      thrifty keys list --json
+    """
     import orjson
 
     from thrifty.commands.options import cli_settings
@@ -204,7 +216,13 @@ def list_keys(config: str | None, as_json: bool) -> None:
 @click.argument("key_id")
 @config_option
 def revoke(key_id: str, config: str | None) -> None:
-    """Revoke a key by its id (key_…). Running gateways refuse it within seconds."""
+    """Revoke a key by its id (key_…). Running gateways refuse it within seconds; revoking
+    the last key does not make them keyless again (auth.mode auto: see `auth.mode`).
+
+    \b
+    Examples:
+      thrifty keys revoke key_0123456789ab   (the ID column of `thrifty keys list`)
+    """
     with _store(config) as store:
         before = store.get(key_id)
         record = store.revoke(key_id, cli_actor())

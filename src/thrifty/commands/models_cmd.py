@@ -69,7 +69,12 @@ def models_add(
 @click.argument("name")
 @config_option
 def models_remove(name: str, config: str | None) -> None:
-    """Unregister NAME (its file stays where it is)."""
+    """Unregister NAME (its file stays where it is).
+
+    \b
+    Examples:
+      thrifty models remove intent-student
+    """
     from thrifty.backends.models import remove_model
 
     if not remove_model(_home(config), name):

@@ -45,7 +45,13 @@ def _store(config: str | None) -> ReviewStore:
 @click.option("--limit", type=int, default=50, show_default=True, help="Most items shown.")
 @click.option("--json", "as_json", is_flag=True, help="Print the items as JSON lines.")
 def list_items(config: str | None, verdict: str, limit: int, as_json: bool) -> None:
-    """List queued items, newest first."""
+    """List queued items, newest first.
+
+    \b
+    Examples:
+      thrifty review list
+      thrifty review list --verdict bad --limit 100 --json
+    """
     import orjson
 
     store = _store(config)
@@ -78,7 +84,12 @@ def list_items(config: str | None, verdict: str, limit: int, as_json: bool) -> N
 @click.option("--note", help="Why (kept with the item).")
 @config_option
 def mark(item_id: int, verdict: str, note: str | None, config: str | None) -> None:
-    """Mark item ITEM_ID: ok (the content is acceptable) or bad (it is not)."""
+    """Mark item ITEM_ID: ok (the content is acceptable) or bad (it is not).
+
+    \b
+    Examples:
+      thrifty review mark 42 --verdict ok --note "medical question, not self-harm"
+    """
     store = _store(config)
     try:
         found = store.mark(item_id, cast("Verdict", verdict), note)

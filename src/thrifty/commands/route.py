@@ -13,7 +13,12 @@ from thrifty.commands.options import config_option
 
 @click.group()
 def route() -> None:
-    """Inspect routing decisions."""
+    """Inspect routing decisions.
+
+    \b
+    Examples:
+      thrifty route explain "What is the capital of France?"
+    """
 
 
 @route.command()
