@@ -168,9 +168,10 @@ def test_text_held_back_is_sent_when_the_stream_ends_without_a_finish_reason(
 ) -> None:
     guard = StreamGuard(Moderation(settings), ctx())
     sent = guard.chunk({"id": "c", "choices": [{"index": 0, "delta": {"content": "hello idi"}}]})
-    assert sent["choices"][0]["delta"]["content"] == ""  # shorter than the hold: all held
+    # " idi" may still become "idiot", or a match of the 4-character regex d[a@]mn: held
+    assert sent["choices"][0]["delta"]["content"] == "hello"
     [tail] = guard.close()
-    assert tail["choices"][0]["delta"]["content"] == "hello idi"
+    assert tail["choices"][0]["delta"]["content"] == " idi"
     assert tail["id"] == "c"
 
 
