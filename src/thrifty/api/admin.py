@@ -1,8 +1,11 @@
-"""Admin endpoints: API keys over HTTP. Every one needs a key with the admin role (else 401/403).
+"""Admin endpoints: API keys and the response cache over HTTP. Every one needs a key with the
+admin role (else 401/403); `/admin/cache/clear` also answers a keyless gateway on loopback.
 
     GET    /admin/keys         every key (never a secret, never its hash)
     POST   /admin/keys         make one; the answer carries the secret: the only time it is shown
     DELETE /admin/keys/{id}    revoke one
+    POST   /admin/cache/clear  drop cached answers ({"tenant": NAME} for one tenant's), in every
+                               worker of this server (in-process) or in the shared Redis cache
 
 Changes apply to this gateway at once (`Authenticator.reload`); other gateways sharing the store
 see them within `auth.refresh_s`. Each change is audited in the transaction that makes it, and
@@ -70,6 +73,7 @@ class KeyAdmin:
             Route("/admin/keys", self.list_keys, methods=["GET"]),
             Route("/admin/keys", self.create, methods=["POST"]),
             Route("/admin/keys/{key_id}", self.revoke, methods=["DELETE"]),
+            *CacheAdmin(self.rt).routes(),
         ]
 
     def _admin(self, request: Request) -> KeyPolicy:
@@ -123,3 +127,86 @@ class KeyAdmin:
             raise NotFound(f"no API key {key_id!r}")
         await run_in_threadpool(self.rt.auth.reload)
         return json_response(record.public())
+
+
+class ClearRequest(BaseModel):
+    """The body of POST /admin/cache/clear (may be empty)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str | None = Field(None, min_length=1, description="Only this tenant's answers.")
+
+
+class CacheAdmin:
+    """POST /admin/cache/clear, and the watch that makes a clear reach every worker.
+
+    Every worker process builds its own app, and with it these routes: that is where its
+    in-process cache starts watching the clears written in `$THRIFTY_HOME` (see
+    `thrifty.gateway.cache.clears`), so a clear asked of any one worker empties them all.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        from thrifty.gateway.cache.clears import CLEARS_FILE, ClearingStore, ClearLog
+
+        self.rt = runtime
+        cache = runtime.cache
+        if cache.shared is None and not isinstance(cache.backend, ClearingStore):
+            log = ClearLog(runtime.settings.home / CLEARS_FILE)
+            cache.backend = ClearingStore(cache.backend, log)
+
+    def routes(self) -> list[Route]:
+        return [Route("/admin/cache/clear", self.clear, methods=["POST"])]
+
+    def _caller(self, request: Request) -> KeyPolicy | None:
+        from thrifty.api.auth import is_loopback
+
+        auth = self.rt.auth
+        if not auth.has_keys and is_loopback(self.rt.settings.host):
+            return None  # a keyless gateway answers only on loopback: the caller is local
+        try:
+            return auth.require(request.headers, "manage_keys")
+        except ThriftyError as exc:
+            self.rt.audit.add(
+                AuditEvent(
+                    ts=time.time(),
+                    action="admin.denied",
+                    endpoint=f"{request.method} {request.url.path}",
+                    status=exc.status,
+                )
+            )
+            raise
+
+    async def clear(self, request: Request) -> Response:
+        from thrifty.gateway.cache.keys import tenant_tag
+
+        caller = self._caller(request)
+        raw = await request.body()
+        try:
+            body = ClearRequest.model_validate_json(raw or b"{}")
+        except ValidationError as exc:
+            raise validation_error(exc) from None
+        cache = self.rt.cache
+        tag = tenant_tag(body.tenant) if body.tenant else None
+        dropped = await run_in_threadpool(cache.backend.clear, tag)
+        self.rt.audit.add(
+            AuditEvent(
+                ts=time.time(),
+                action="cache.clear",
+                actor=None if caller is None else caller.key_id,
+                tenant=body.tenant,
+                endpoint=f"{request.method} {request.url.path}",
+                status=200,
+            )
+        )
+        shared = cache.shared is not None
+        return json_response(
+            {
+                "object": "cache.clear",
+                "backend": "redis" if shared else "in-process",
+                "tenant": body.tenant,
+                "dropped": dropped,
+                "scope": "every replica sharing this Redis cache"
+                if shared
+                else "every worker of this server (each before its next lookup)",
+            }
+        )

@@ -134,6 +134,11 @@ class Authenticator:
             return self._keys.count > 0
         return self.mode == "required"
 
+    @property
+    def has_keys(self) -> bool:
+        """Whether the store holds any key at all (revoked ones included)."""
+        return self._keys.count > 0
+
     def describe(self) -> str:
         """What `auth.mode` means for this gateway now, in one line (logged at start)."""
         active = len(self._keys.active)

@@ -1,8 +1,10 @@
 """`thrifty cache stats | clear`: the response cache that the configuration names.
 
-With `cache.redis_url` set, both talk to Redis directly (every replica shares that cache). The
-in-process cache lives inside a running `thrifty serve`: `stats` reads its numbers from the
-server's /metrics, and it empties only when that server restarts.
+With `cache.redis_url` set, both talk to Redis directly (every replica shares that cache), with
+or without a server running. The in-process cache lives inside a running `thrifty serve`:
+`stats` reads its numbers from the server's /metrics, and `clear` asks the server
+(POST /admin/cache/clear), which empties every one of its workers; with no server running there
+is nothing to clear (an in-process cache starts empty).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ _EPILOG = """\b
 Examples:
   thrifty cache stats                    # entries, bytes, vectors; hits and misses if serving
   thrifty cache stats --format json
-  thrifty cache clear --tenant acme -y   # one tenant's answers (Redis)
-  thrifty cache clear -y                 # everything (Redis)
+  thrifty cache clear --tenant acme -y   # one tenant's answers
+  thrifty cache clear -y                 # everything: Redis, or every worker of the server
 """
 
 
@@ -43,12 +45,18 @@ def _redis(settings: Settings) -> RedisStore:
         raise click.ClickException(str(exc)) from None
 
 
+def _server_url(settings: Settings) -> str:
+    """Where the server this configuration runs answers."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    scheme = "https" if settings.ssl_certfile else "http"
+    return f"{scheme}://{host}:{settings.port}"
+
+
 def _server_metrics(settings: Settings) -> dict[str, float] | None:
     """The `thrifty_cache_*` samples of the server this config runs, or None if none answers."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    url = f"http://{host}:{settings.port}/metrics"
+    url = f"{_server_url(settings)}/metrics"
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             text = response.read().decode()
@@ -133,21 +141,35 @@ def stats(config: str | None, output_format: str) -> None:
 @config_option
 @click.option("--tenant", help="Only this tenant's answers (default: everything).")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-def clear(config: str | None, tenant: str | None, yes: bool) -> None:
-    """Drop cached answers (and semantic vectors) from the shared Redis cache.
+@click.option(
+    "--url",
+    help="The running server to clear (its in-process cache) [default: the config's host:port].",
+)
+@click.option(
+    "--api-key",
+    envvar="THRIFTY_API_KEY",
+    show_envvar=True,
+    help="An admin key, once the server has keys.",
+)
+def clear(
+    config: str | None, tenant: str | None, yes: bool, url: str | None, api_key: str | None
+) -> None:
+    """Drop cached answers: in the shared Redis cache, or in every worker of the running server.
 
     \b
     Examples:
       thrifty cache clear -y
       thrifty cache clear --tenant acme -y
+      thrifty cache clear -y --url http://10.0.0.5:8000 --api-key sk-...   (another server)
     """
     from thrifty.commands.options import cli_settings
     from thrifty.gateway.cache.keys import tenant_tag
 
     settings = cli_settings(config)
-    if not settings.cache.redis_url:
-        raise click.ClickException(f"{IN_PROCESS}; restart the server to empty it.")
     what = f"tenant {tenant!r}'s cached answers" if tenant else "every cached answer"
+    if not settings.cache.redis_url or url:
+        _clear_server(url or _server_url(settings), tenant, yes, what, api_key)
+        return
     if not yes:
         click.confirm(f"Drop {what} in {settings.cache.redis_prefix}* ?", abort=True)
     store = _redis(settings)
@@ -159,4 +181,43 @@ def clear(config: str | None, tenant: str | None, yes: bool) -> None:
         raise click.ClickException(f"cannot clear the cache in Redis: {exc}") from None
     finally:
         store.close()
-    click.echo(f"dropped {dropped} cached answer{'s' if dropped != 1 else ''}")
+    click.echo(f"dropped {dropped} cached answer{'s' if dropped != 1 else ''} (Redis)")
+
+
+def _clear_server(base: str, tenant: str | None, yes: bool, what: str, api_key: str | None) -> None:
+    """POST /admin/cache/clear to the server at `base`; offline, say there is nothing to do."""
+    if not yes:
+        click.confirm(f"Drop {what} in the server at {base} ?", abort=True)
+    body = json.dumps({"tenant": tenant} if tenant else {}).encode()
+    request = urllib.request.Request(
+        base.rstrip("/") + "/admin/cache/clear",
+        data=body,
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    if api_key:
+        request.add_header("authorization", f"Bearer {api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = exc.reason
+        hint = " Pass an admin key: --api-key sk-... (or THRIFTY_API_KEY)." if exc.code in (
+            401, 403) else ""  # fmt: skip
+        raise click.ClickException(f"{base} refused (HTTP {exc.code}): {message}.{hint}") from None
+    except (urllib.error.URLError, OSError):
+        click.echo(
+            f"no server answers at {base}: nothing to clear ({IN_PROCESS}, and starts empty)"
+        )
+        return
+    dropped = answer.get("dropped", 0)
+    if answer.get("backend") == "redis":
+        click.echo(f"dropped {dropped} cached answer{'s' * (dropped != 1)} (Redis, via {base})")
+    else:
+        click.echo(
+            f"cleared {what} in every worker of {base} "
+            f"({dropped} in the worker that answered; the others before their next lookup)"
+        )
