@@ -74,7 +74,7 @@ MODES: dict[str, str] = {
     "cut": "stream: two chunks, then drop the connection; not stream: half a body, then drop",
 }
 DEFAULT_MODEL = "fake-chat"
-FLAVORS = ("plain", "deepseek-v4")
+FLAVORS = ("plain", "deepseek-v4", "python-sse")
 V4_MODELS = ("deepseek-v4-flash", "deepseek-v4-pro")
 _KEPT_BODIES = 50
 _MAX_REMEMBERED_PREFIXES = 100_000
@@ -212,8 +212,10 @@ class FakeUpstreamApp:
         self.v4 = flavor == "deepseek-v4"
         # DeepSeek writes spaced JSON with ASCII escapes, as Python's json.dumps does
         self.dumps: Callable[[Any], bytes] = (
-            (lambda obj: json.dumps(obj).encode()) if self.v4 else orjson.dumps
+            (lambda obj: json.dumps(obj).encode()) if flavor != "plain" else orjson.dumps
         )
+        # python-sse: every liberty the SSE spec allows (see `_frame`)
+        self.frame = _loose_frame if flavor == "python-sse" else _frame
         self.fault = Fault.parse({"mode": mode})
         self.requests = 0
         self.bodies: deque[Any] = deque(maxlen=_KEPT_BODIES)
@@ -469,14 +471,21 @@ class FakeUpstreamApp:
             if mode == "cut" and n == 2:
                 await _drop(send, receive)
                 return
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": b"data: " + event + b"\n\n",
-                    "more_body": True,
-                }
-            )
-        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+            await send({"type": "http.response.body", "body": self.frame(event), "more_body": True})
+        await send({"type": "http.response.body", "body": self.frame(b"[DONE]")})
+
+
+def _frame(data: bytes) -> bytes:
+    return b"data: " + data + b"\n\n"
+
+
+def _loose_frame(data: bytes) -> bytes:
+    """An event as a Python server may well write it: a comment first, CRLF line ends, and a JSON
+    object spread over several `data:` lines (the reader joins them with newlines)."""
+    if data.startswith(b"{"):
+        data = json.dumps(json.loads(data), indent=1).encode()
+    lines = b"".join(b"data:" + line + b"\r\n" for line in data.split(b"\n"))
+    return b": keep-alive\r\n" + lines + b"\r\n"
 
 
 # -- running it: as a process of its own -----------------------------------------------------------

@@ -74,7 +74,7 @@ class SSEResponse:
                 if self.framed:
                     body = b"".join(batch)
                 else:
-                    body = b"".join([b"data: " + payload + b"\n\n" for payload in batch])
+                    body = b"".join([_event(payload) for payload in batch])
                 await send({"type": "http.response.body", "body": body, "more_body": True})
             finished = True
             end = b"" if self.framed else SSE_DONE
@@ -95,3 +95,8 @@ class SSEResponse:
 
 
 SSE_DONE = b"data: [DONE]\n\n"
+
+
+def _event(payload: bytes) -> bytes:
+    # an upstream's event may hold newlines (JSON over several data: lines): each line its own
+    return b"data: " + payload.replace(b"\n", b"\ndata: ") + b"\n\n"
