@@ -48,8 +48,14 @@ _EXAMPLES: dict[str, str] = {
 #   when: {complexity: {gte: 0.7}}
 #   target: [deepseek-chat, local]
 #   overrides: {temperature: 0.3}
-# - name: default
+# - name: sure-enough
+#   when: {p_ok: {target: local, gte: 0.8}}      # the scorer's P(local is good enough)
 #   target: [local, deepseek-chat]
+# - name: intents
+#   when: {header: {x-task: intent}}
+#   target: {cascade: [local, deepseek-chat], checks: [logprob, labels], labels: [refund, other]}
+# - name: default
+#   target: {cheapest: [local, deepseek-chat]}   # the cheapest meeting quality_target
 """,
     "experiments": """\
 #   chat-ab:                 # clients ask for model "chat-ab"; each user sticks to one variant

@@ -97,7 +97,7 @@ def test_default_policy() -> None:
     assert routes(route(reg, PHONE)) == ["local"]
     assert route(reg, PHONE).reason_header == "rule:pii-local (pii=phone)"
     assert routes(route(reg, HARD)) == ["deepseek-chat", "local"]
-    assert route(reg, HARD).reason.startswith("rule:complex (complexity=")
+    assert route(reg, HARD).reason.startswith("rule:default (cheapest meeting 0.95: deepseek-chat")
     assert routes(route(reg, "What is the capital of France?")) == ["local", "deepseek-chat"]
     engine.in_flight = 2
     busy = route(reg, "What is the capital of France?")

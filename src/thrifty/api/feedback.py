@@ -1,4 +1,4 @@
-"""`POST /v1/feedback`: what a client says about an answer, for A/B reports.
+"""`POST /v1/feedback`: what a client says about an answer, for A/B reports and routing.
 
 Body: ``{"request_id", "score"?: number, "thumbs"?: "up" | "down", "converted"?: bool,
 "comment"?: string}`` with at least one of the four. ``request_id`` is the answer's
@@ -6,6 +6,9 @@ Body: ``{"request_id", "score"?: number, "thumbs"?: "up" | "down", "converted"?:
 tenant cannot probe another's ids). A request may get several feedbacks: reports count the
 latest value of each field. A bad body is a 400 in OpenAI's error shape; a viewer key (which may
 not call models) gets a 403.
+
+Feedback with thumbs or a conversion on a routed request is also a labelled outcome for the
+router (`thrifty.store.outcomes`: source ``ab`` when an experiment served it, else ``feedback``).
 
 The request log is written in batches, so feedback sent right after the answer may find its row
 still queued: a miss flushes the log and looks once more before answering 404.
@@ -26,7 +29,7 @@ from thrifty.api.body import read_json_object, validation_error
 from thrifty.api.responses import json_response
 from thrifty.context import may
 from thrifty.errors import NotFound, PermissionDenied
-from thrifty.store.ab import Feedback, add_feedback
+from thrifty.store.ab import Feedback, add_feedback, feedback_outcome
 from thrifty.store.db import connect
 
 if TYPE_CHECKING:
@@ -82,6 +85,14 @@ def feedback_endpoint(rt: Runtime) -> Callable[[Request], Awaitable[Response]]:
             if row is None:
                 rt.request_log.flush()  # the request's row may still be queued
                 row = add_feedback(conn, feedback, tenant, key_id)
+            if row is not None:  # a routed request's feedback is a labelled outcome
+                features = rt.router.recall(feedback.request_id)
+                known = (
+                    None
+                    if features is None
+                    else (features.text, features.task, dict(features.cheap))
+                )
+                feedback_outcome(conn, feedback, tenant, row, known)
             return row
         finally:
             conn.close()

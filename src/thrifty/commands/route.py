@@ -1,4 +1,4 @@
-"""`thrifty route explain`: where a prompt would go, and why, without calling a model."""
+"""`thrifty route`: explain a decision, train the learned scorer, evaluate routing's saving."""
 
 from __future__ import annotations
 
@@ -72,13 +72,23 @@ def explain(
     if as_json:
         click.echo(orjson.dumps(decision, option=orjson.OPT_INDENT_2).decode())
         return
+    candidates = decision.pop("candidates", [])
     for key, value in decision.items():
         click.echo(f"{key:>14}: {value}")
+    if candidates:
+        click.echo(f"\n  {'target':<16} {'expected cost':>14} {'P(good)':>8}  bar")
+        for c in candidates:
+            cost = c["expected_cost_usd"]
+            money = "unpriced" if cost is None else f"${cost:.7f}"
+            mark = "meets" if c["meets_bar"] else "misses"
+            click.echo(f"  {c['target']:<16} {money:>14} {c['p_ok']:>8.3f}  {mark}")
+        click.echo(f"  won: {candidates[0]['target']} (the cheapest that meets the bar)")
 
 
 async def _decide(settings: Any, body: dict[str, Any], tenant: str) -> dict[str, Any]:
     from thrifty.backends import build_registry
     from thrifty.context import RequestContext
+    from thrifty.costs.pricebook import PriceBook
     from thrifty.gateway.pii import PIIDetector
     from thrifty.gateway.privacy import PIIScan, PrivacyGuard
     from thrifty.gateway.route import ModelRoute
@@ -87,7 +97,13 @@ async def _decide(settings: Any, body: dict[str, Any], tenant: str) -> dict[str,
 
     registry = build_registry(settings)
     detector = PIIDetector(settings.privacy.detect)
-    router = Router(settings.router, registry)
+    router = Router(
+        settings.router,
+        registry,
+        costs=settings.costs,
+        prices=PriceBook.load(settings.prices),
+        home=settings.home,
+    )
     stages: list[Stage] = [
         PIIScan(detector, settings.privacy),
         router,
@@ -107,4 +123,88 @@ async def _decide(settings: Any, body: dict[str, Any], tenant: str) -> dict[str,
         if ctx.complexity is not None
         else router.scorer.score(body["messages"]),
         "prompt_tokens": int(prompt_tokens(ctx)),
+        "scorer": router.quality.name,
+        "quality_target": settings.router.quality_target,
+        "cost_basis": settings.router.cost_basis,
+        "candidates": [c.as_dict() for c in ctx.candidates],
     }
+
+
+@route.command()
+@config_option
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    type=click.Choice(["eval", "shadow", "feedback", "ab"]),
+    help="Learn only from these label sources [default: all].",
+)
+@click.option(
+    "--min-examples",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="A target needs this many labelled outcomes to get a model.",
+)
+def train(config: str | None, sources: tuple[str, ...], min_examples: int) -> None:
+    """Fit the learned scorer from the outcomes table: P(good enough | request) per target.
+
+    \b
+    The artifact goes to $THRIFTY_HOME/router/scorer.npz (a new version each time); a running
+    gateway with router.scorer: learned picks it up within a second, without a restart.
+    Examples:
+      thrifty route eval --suite faq.jsonl --local local --cloud deepseek-chat   # outcomes
+      thrifty route train
+    """
+    from thrifty.cli import _settings
+    from thrifty.gateway.cache.base import MissingExtra
+    from thrifty.gateway.cache.embed import load_embedder
+    from thrifty.gateway.scorer import artifact_path, next_version
+    from thrifty.gateway.scorer import train as fit
+    from thrifty.store.outcomes import load_outcomes
+
+    settings = _settings(config)
+    outcomes = load_outcomes(settings.database_url, sources=list(sources) or None)
+    if not outcomes:
+        raise click.ClickException("no outcomes yet: run `thrifty route eval`, or turn on shadow")
+    try:
+        embedder = load_embedder(settings.cache.semantic_model)
+    except MissingExtra as exc:
+        raise click.ClickException(str(exc)) from None
+    path = artifact_path(settings.home)
+    try:
+        model = fit(outcomes, embedder, version=next_version(path), min_examples=min_examples)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    model.save(path)
+    click.echo(f"scorer v{model.version} ({embedder.name}) -> {path}")
+    for target, count in sorted(model.examples.items()):
+        click.echo(f"  {target:<16} {count} labelled outcomes")
+
+
+@route.command()
+@config_option
+def outcomes(config: str | None) -> None:
+    """Count the labelled outcomes by source and target."""
+    from thrifty.cli import _settings
+    from thrifty.store.db import MissingTable, NoDatabase, connect
+    from thrifty.store.outcomes import count_by
+
+    settings = _settings(config)
+    try:
+        conn = connect(settings.database_url, create=False)
+    except NoDatabase:
+        click.echo("no outcomes yet")
+        return
+    try:
+        rows = count_by(conn)
+    except MissingTable:
+        rows = []
+    finally:
+        conn.close()
+    if not rows:
+        click.echo("no outcomes yet")
+        return
+    click.echo(f"{'source':<10} {'target':<16} {'outcomes':>9} {'good':>6}")
+    for source, target, n, ok in rows:
+        click.echo(f"{source:<10} {target:<16} {n:>9} {ok:>6}")

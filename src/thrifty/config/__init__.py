@@ -7,12 +7,15 @@ from thrifty.config.costs import CostSettings
 from thrifty.config.limits import LimitsSettings, QuotaLimits
 from thrifty.config.local import LocalSettings, VLLMSettings
 from thrifty.config.routing import (
+    CascadeTarget,
+    CheapestTarget,
     Conditions,
     ExperimentSettings,
     Overrides,
     Range,
     RouterSettings,
     RuleSettings,
+    ShadowSettings,
     TimeWindow,
     VariantSettings,
 )
@@ -46,6 +49,8 @@ __all__ = [
     "BatchSettings",
     "BreakerSettings",
     "CacheSettings",
+    "CascadeTarget",
+    "CheapestTarget",
     "Conditions",
     "CostSettings",
     "DistillSettings",
@@ -61,6 +66,7 @@ __all__ = [
     "RuleSettings",
     "SelfCheckSettings",
     "Settings",
+    "ShadowSettings",
     "StoreSettings",
     "TimeWindow",
     "UpstreamModel",

@@ -41,6 +41,15 @@ class TimeWindow(_Section):
     )
 
 
+class POkRange(Range):
+    """A bound on the scorer's P(good enough) for one target: ``{target: local, gte: 0.8}``."""
+
+    target: str = Field(description="The target whose predicted P(good enough) is tested.")
+
+    def __str__(self) -> str:
+        return f"{self.target}{super().__str__()}"
+
+
 class Conditions(_Section):
     """All conditions given must hold for a rule to match (none given: always matches)."""
 
@@ -50,6 +59,11 @@ class Conditions(_Section):
     prompt_tokens: Range | None = Field(None, description="Estimated prompt tokens.")
     max_tokens: Range | None = Field(None, description="The request's max_tokens.")
     complexity: Range | None = Field(None, description="The scorer's 0-1 difficulty estimate.")
+    p_ok: POkRange | None = Field(
+        None,
+        description="The scorer's P(this target's answer is good enough), e.g. "
+        "{target: local, gte: 0.8}.",
+    )
     local_saturated: bool | None = Field(
         None, description="true: every local slot is busy (a new request would queue)."
     )
@@ -72,14 +86,70 @@ class Overrides(_Section):
     system_prompt: str | None = Field(None, description="A system message to put first.")
 
 
+class CheapestTarget(_Section):
+    """Of these targets, the cheapest for this request whose predicted quality meets the bar."""
+
+    cheapest: list[str] = Field(
+        min_length=1, description="Candidate targets; the others stay as fallbacks, cheapest first."
+    )
+
+
+Check = Literal["logprob", "schema", "labels", "code"]
+ALL_CHECKS: tuple[Check, ...] = ("logprob", "schema", "labels", "code")
+
+
+class CascadeTarget(_Section):
+    """Answer with the first target, check the answer, escalate to the next when a check fails."""
+
+    cascade: list[str] = Field(
+        min_length=2, description="Targets in order, cheapest first: [local, deepseek-chat]."
+    )
+    checks: list[Check] = Field(
+        default_factory=lambda: list(ALL_CHECKS),
+        description="logprob: mean token log-probability at or above min_logprob; schema: the "
+        "answer parses against response_format's JSON schema; labels: the answer is one of "
+        "`labels`; code: a fenced Python answer parses.",
+    )
+    min_logprob: float = Field(
+        -1.0, description="Mean token log-probability below which an answer escalates.", le=0
+    )
+    labels: list[str] | None = Field(
+        None, description="The answers allowed for the labels check (e.g. an intent set)."
+    )
+    buffer_stream: bool = Field(
+        True,
+        description="Streams: hold the local answer until it is verified (adds its whole "
+        "generation time to time-to-first-token); false: stream it unchecked.",
+    )
+
+
 class RuleSettings(_Section):
     name: str
     when: Conditions = Field(default_factory=Conditions)
-    target: str | list[str] = Field(
-        description="local, an upstream alias, a list (fallbacks in order), or reject."
+    target: str | list[str] | CheapestTarget | CascadeTarget = Field(
+        description="local, an upstream alias, a list (fallbacks in order), reject, "
+        "{cheapest: [local, deepseek-chat]} (the cheapest that meets router.quality_target), "
+        "or {cascade: [local, deepseek-chat], checks: [logprob, schema, labels, code]}."
     )
     message: str | None = Field(None, description="What a rejected client is told.")
     overrides: Overrides | None = None
+
+
+class ShadowSettings(_Section):
+    """Shadow evaluation: answer a sample of routed requests on the other target too, off the
+    client's path, and label whether the cheaper answer was good enough (an outcome)."""
+
+    sample: float = Field(
+        0.0, description="Share of `auto` requests shadowed (0 disables).", ge=0, le=1
+    )
+    max_usd_per_day: float = Field(
+        1.0, description="Most money shadow answers and judging may cost per UTC day.", ge=0
+    )
+    judge: str | None = Field(
+        None,
+        description="Model that compares the two answers (default: the configured cloud); a "
+        "request carrying `thrifty.reference` is scored against it instead.",
+    )
 
 
 class RouterSettings(_Section):
@@ -95,6 +165,43 @@ class RouterSettings(_Section):
     rules: list[RuleSettings] | None = Field(
         None, description="Ordered rules, first match wins; unset: the default policy."
     )
+    quality_target: float = Field(
+        0.95,
+        description="The bar: a target qualifies when its predicted P(good enough) is at least "
+        "this share of the best candidate's; the cheapest that qualifies wins.",
+        gt=0,
+        le=1,
+    )
+    cost_basis: Literal["marginal", "fully_loaded"] = Field(
+        "marginal",
+        description="Local cost that routing compares: marginal (power only; the machine is "
+        "already paid for) or fully_loaded. Reports keep costs.local_basis.",
+    )
+    scorer: Literal["heuristic", "learned"] = Field(
+        "heuristic",
+        description="Quality predictor: heuristic (complexity cues, the cold-start default) or "
+        "learned (`thrifty route train` from outcomes; heuristic until an artifact exists).",
+    )
+    expected_output_tokens: int = Field(
+        256,
+        description="Answer length assumed when pricing a request (capped by max_tokens).",
+        ge=1,
+    )
+    cloud_cache_hit_share: float = Field(
+        0.0,
+        description="Expected share of a cloud prompt billed at the cache-hit price.",
+        ge=0,
+        le=1,
+    )
+    local_prefill_tps: float = Field(
+        1000.0,
+        description="Local prompt tokens processed per second (for its expected cost).",
+        gt=0,
+    )
+    local_decode_tps: float = Field(
+        40.0, description="Local answer tokens generated per second (for its expected cost).", gt=0
+    )
+    shadow: ShadowSettings = Field(default_factory=lambda: ShadowSettings())
 
 
 class VariantSettings(_Section):

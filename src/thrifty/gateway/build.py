@@ -129,7 +129,9 @@ def build_gateway(settings: Settings, registry: Registry, metrics: Metrics) -> G
         on_retry=lambda name: metrics.retries.labels(name).inc(),
     )
     detector = PIIDetector(settings.privacy.detect)
-    router = Router(settings.router, registry)
+    router = Router(
+        settings.router, registry, costs=settings.costs, prices=prices, home=settings.home
+    )
     experiments = Experiments(settings.experiments, registry, router.models)
     review = ReviewQueue(settings.database_url)
     moderation = Moderation(settings.moderation, review=review.add)

@@ -39,6 +39,13 @@ from thrifty.stats import (
     wilson_interval,
 )
 from thrifty.store.db import Connection, MissingTable, NoDatabase, connect
+from thrifty.store.outcomes import (
+    Outcome,
+    add_outcomes,
+    feedback_label,
+    fingerprint,
+    request_facts,
+)
 from thrifty.store.reports import iso, nearest_rank
 
 # -- feedback -------------------------------------------------------------------------------------
@@ -86,6 +93,45 @@ def add_feedback(
             ),
         )
         return int(cursor.fetchone()[0])
+
+
+def feedback_outcome(
+    conn: Connection,
+    feedback: Feedback,
+    tenant: str,
+    row_id: int,
+    known: tuple[str, str, dict[str, float]] | None,
+) -> Outcome | None:
+    """The outcome a feedback makes, stored: ``ab`` on an experiment's request, else ``feedback``.
+
+    ``known`` is (masked question, task key, cheap features) when the gateway still has them
+    (the router remembers recent requests); without it the row keeps no text, and training
+    skips it. A bare score (no thumbs, no conversion) is stored unlabelled. Requests answered
+    by the cache or refused label no target, and make none.
+    """
+    facts = request_facts(conn, feedback.request_id, tenant)
+    if facts is None or facts["route"] in ("", "cache"):
+        return None
+    ok, score = feedback_label(feedback.thumbs, feedback.converted, feedback.score)
+    text, task, features = known if known is not None else (None, "", {})
+    variant = facts["variant"]
+    outcome = Outcome(
+        source="ab" if variant else "feedback",
+        target=facts["route"],
+        fingerprint=fingerprint(task, text or feedback.request_id),
+        ok=ok,
+        score=score,
+        cost_nanos=facts["cost_nanos"],
+        text=text,
+        task=task,
+        features=features,
+        ref=f"feedback:{row_id}",
+        request_id=feedback.request_id,
+        tenant=tenant,
+        detail=f"variant={variant}" if variant else "",
+    )
+    add_outcomes(conn, [outcome])
+    return outcome
 
 
 # -- the report -----------------------------------------------------------------------------------

@@ -209,6 +209,31 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE UNIQUE INDEX batch_lines_custom_id ON batch_lines (batch_id, custom_id);
         """,
     ),
+    (
+        "0018_outcomes",
+        """
+        CREATE TABLE outcomes (
+            id          INTEGER PRIMARY KEY,
+            ts          REAL    NOT NULL,  -- unix time the label was made
+            source      TEXT    NOT NULL,  -- eval | shadow | feedback | ab
+            ref         TEXT,              -- what makes it unique per source: run:item, request id
+            request_id  TEXT,              -- the requests.id it labels, when one does
+            tenant      TEXT    NOT NULL DEFAULT 'default',
+            fingerprint TEXT    NOT NULL,  -- sha256 of the task key and the (masked) question
+            task        TEXT    NOT NULL DEFAULT '',  -- the system prompt's hash (a task key)
+            text        TEXT,              -- the last user turn, masked; NULL when unknown
+            features    TEXT    NOT NULL DEFAULT '{}',  -- JSON: the cheap features
+            target      TEXT    NOT NULL,  -- local, a local tier, or an upstream alias
+            score       REAL,              -- the scorer's or judge's score, on its own scale
+            ok          INTEGER,           -- 1: good enough, 0: not, NULL: unlabelled
+            cost_nanos  INTEGER,           -- what the target's answer cost, 1e-9 USD
+            detail      TEXT    NOT NULL DEFAULT ''   -- judge, variant, failed check ...
+        );
+        CREATE UNIQUE INDEX outcomes_ref ON outcomes (source, ref, target);
+        CREATE INDEX outcomes_ts ON outcomes (ts);
+        CREATE INDEX outcomes_fingerprint ON outcomes (fingerprint);
+        """,
+    ),
 ]
 
 
