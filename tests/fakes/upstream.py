@@ -30,8 +30,10 @@ does (spaces after separators, non-ASCII as ``\\u`` escapes). The reasoning of `
 ``Echo TEXT back.``, in small pieces too.
 
 Control: ``POST /_fault`` ``{"mode", "delay_s", "retry_after", "times"}``, ``GET /_stats``,
-``POST /_reset``. Faults apply to completion requests only; ``times: N`` limits a fault to the next
-N of them, after which the upstream is ``ok`` again. The modes are in `MODES`.
+``POST /_reset``, ``POST /_answers`` ``{"QUESTION": "ANSWER", …}`` (an answer book: a last user
+message found in it is answered with its entry; an empty book clears it). Faults apply to
+completion requests only; ``times: N`` limits a fault to the next N of them, after which the
+upstream is ``ok`` again. The modes are in `MODES`.
 """
 
 from __future__ import annotations
@@ -221,6 +223,7 @@ class FakeUpstreamApp:
         self.bodies: deque[Any] = deque(maxlen=_KEPT_BODIES)
         self._prefixes: set[int] = set()  # hashes of message prefixes seen: the "prompt cache"
         self._created = int(time.time())
+        self.answers: dict[str, str] = {}  # question -> canned answer (POST /_answers)
         self._routes: dict[tuple[str, str], Callable[[Receive, Send], Awaitable[None]]] = {
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/v1/completions"): self._completions,
@@ -229,6 +232,7 @@ class FakeUpstreamApp:
             ("POST", "/_fault"): self._set_fault,
             ("GET", "/_stats"): self._stats,
             ("POST", "/_reset"): self._reset,
+            ("POST", "/_answers"): self._set_answers,
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -250,6 +254,17 @@ class FakeUpstreamApp:
             await _respond(send, 400, _error_body(str(exc), "invalid_request_error", "bad_fault"))
             return
         await _respond(send, 200, orjson.dumps(asdict(self.fault)))
+
+    async def _set_answers(self, receive: Receive, send: Send) -> None:
+        try:
+            book = orjson.loads(await _read_body(receive))
+            if not isinstance(book, dict):
+                raise ValueError("the answer book must be an object")
+        except (orjson.JSONDecodeError, ValueError) as exc:
+            await _respond(send, 400, _error_body(str(exc), "invalid_request_error", "bad_book"))
+            return
+        self.answers = {str(k): str(v) for k, v in book.items()}
+        await _respond(send, 200, orjson.dumps({"answers": len(self.answers)}))
 
     async def _stats(self, receive: Receive, send: Send) -> None:
         stats = {
@@ -352,8 +367,9 @@ class FakeUpstreamApp:
     ) -> tuple[list[str], list[str], str, dict[str, Any]]:
         """The answer's tokens (one word each), its reasoning's, its finish reason, its usage."""
         text = _last_user_text(endpoint, body)
-        if text.startswith("echo:"):  # say the rest back, in small pieces (masking tests)
-            rest = text[5:]
+        booked = self.answers.get(text)
+        if booked is not None or text.startswith("echo:"):  # in small pieces (masking tests)
+            rest = booked if booked is not None else text[5:]
             words = [rest[i : i + 3] for i in range(0, len(rest), 3)] or [""]
         else:
             words = ["Fake", " answer", " to", " a", f" {len(text)}-character", " message."]
@@ -580,6 +596,10 @@ class FakeUpstream:
         """`{"requests": n, "bodies": [last 50 bodies], "fault": {...}}`."""
         result: dict[str, Any] = self._call("GET", "/_stats")
         return result
+
+    def set_answers(self, book: dict[str, str]) -> None:
+        """Answer these questions (last user messages) with these texts; {} clears the book."""
+        self._call("POST", "/_answers", book)
 
     def reset(self) -> None:
         """Clear the stats (and the prompt cache); the fault stays as it is."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
-from thrifty.commands.options import config_option
+from thrifty.commands.options import config_option, format_option
 
 
 @click.group()
@@ -208,3 +210,97 @@ def outcomes(config: str | None) -> None:
     click.echo(f"{'source':<10} {'target':<16} {'outcomes':>9} {'good':>6}")
     for source, target, n, ok in rows:
         click.echo(f"{source:<10} {target:<16} {n:>9} {ok:>6}")
+
+
+_EVAL_EPILOG = """\b
+Suites are `thrifty eval` JSONL files (several make one workload):
+  {"suite": {"name": "faq", "scorer": "contains"}}
+  {"id": "q1", "prompt": "退货要多久？", "expected": "7"}
+JSON output keys: points [{threshold, cloud_share, quality, quality_vs_cloud, cost_usd}], apgr,
+cpt {"50","80","95"}, at_quality {target, threshold, cloud_share, quality_vs_cloud,
+cost_saving_x}.
+
+\b
+Examples:
+  thrifty route eval --suite faq.jsonl --suite intents.jsonl --local local --cloud deepseek-chat
+  thrifty route eval --suite faq.jsonl --local local --cloud deepseek-chat \\
+      --train-split 0.5 --quality 0.95 --format json --plot routing.png
+"""
+
+
+@route.command("eval", epilog=_EVAL_EPILOG)
+@click.option("--suite", "suites", multiple=True, required=True, help="A JSONL suite (repeat).")
+@click.option("--local", "local_model", required=True, help="The cheap target: local, a tier.")
+@click.option("--cloud", "cloud_model", required=True, help="The strong target: an alias.")
+@click.option(
+    "--train-split",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Train a fresh learned scorer on this share of the items, evaluate on the rest "
+    "[default: the configured scorer on every item].",
+)
+@click.option(
+    "--quality",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.95,
+    show_default=True,
+    help="The quality bar, a share of all-cloud quality, for at_quality.",
+)
+@format_option
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG.")
+@click.option(
+    "--base-url",
+    default=lambda: os.environ.get("THRIFTY_URL", "http://127.0.0.1:8000/v1"),
+    show_default="$THRIFTY_URL or http://127.0.0.1:8000/v1",
+    help="The running thrifty gateway (its answers carry route and cost).",
+)
+@click.option(
+    "--api-key",
+    default=lambda: os.environ.get("THRIFTY_API_KEY") or os.environ.get("OPENAI_API_KEY"),
+    show_default="$THRIFTY_API_KEY or $OPENAI_API_KEY",
+    help="Bearer key for the gateway.",
+)
+@click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N items of each suite.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
+@config_option
+def eval_command(
+    suites: tuple[str, ...],
+    local_model: str,
+    cloud_model: str,
+    train_split: float | None,
+    quality: float,
+    output_format: str,
+    plot: Path | None,
+    base_url: str,
+    api_key: str | None,
+    concurrency: int,
+    limit: int | None,
+    seed: int,
+    config: str | None,
+) -> None:
+    """Measure routing's saving: every item on both targets, then the router's threshold sweep.
+
+    Resumable: the same command continues where an interrupted one stopped. Every item answered
+    by both targets is stored as an outcome (for `thrifty route train`).
+    """
+    import orjson
+
+    from thrifty.cli import _settings
+    from thrifty.commands.route_eval import render_table, run
+    from thrifty.evals.routing import summarize, sweep, write_plot
+
+    settings = _settings(config)
+    pairs = run(
+        settings, suites, local_model, cloud_model, base_url=base_url, api_key=api_key,
+        train_split=train_split, concurrency=concurrency, limit=limit, seed=seed,
+    )  # fmt: skip
+    result = summarize(pairs, quality)
+    if plot is not None:
+        try:
+            write_plot(pairs, sweep(pairs), plot, f"{local_model} vs {cloud_model}")
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc)) from None
+    if output_format == "json":
+        click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(render_table(result, pairs))
