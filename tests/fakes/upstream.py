@@ -31,7 +31,8 @@ does (spaces after separators, non-ASCII as ``\\u`` escapes). The reasoning of `
 
 Control: ``POST /_fault`` ``{"mode", "delay_s", "retry_after", "times"}``, ``GET /_stats``,
 ``POST /_reset``, ``POST /_answers`` ``{"QUESTION": "ANSWER", …}`` (an answer book: a last user
-message found in it is answered with its entry; an empty book clears it). Faults apply to
+message found in it is answered with its entry, any other with the ``"*"`` entry if there is
+one; an empty book clears it). Faults apply to
 completion requests only; ``times: N`` limits a fault to the next N of them, after which the
 upstream is ``ok`` again. The modes are in `MODES`.
 """
@@ -367,7 +368,7 @@ class FakeUpstreamApp:
     ) -> tuple[list[str], list[str], str, dict[str, Any]]:
         """The answer's tokens (one word each), its reasoning's, its finish reason, its usage."""
         text = _last_user_text(endpoint, body)
-        booked = self.answers.get(text)
+        booked = self.answers.get(text, self.answers.get("*"))
         if booked is not None or text.startswith("echo:"):  # in small pieces (masking tests)
             rest = booked if booked is not None else text[5:]
             words = [rest[i : i + 3] for i in range(0, len(rest), 3)] or [""]

@@ -16,6 +16,8 @@ Request halves run top to bottom; answer halves (whole, streamed) and finish hal
     access      ScopeTargets        narrow the targets to the ones the key may use
                 Capabilities        drop targets that cannot do what the request uses (tools,
                                     images, a JSON schema, embeddings); 400 when none can
+    route       Shadow              (router.shadow.sample > 0) samples `auto` requests; once
+                                    finished, answers again on the other target, off the path
     cache       ResponseCache       after privacy and scope decided the final targets; stores the
                                     finished answer
     limits      Limiter             last of the checks: counts what is about to be called, on its
@@ -54,6 +56,7 @@ from thrifty.gateway.pipeline import Gateway
 from thrifty.gateway.privacy import PIIScan, PrivacyGuard
 from thrifty.gateway.route import ModelRoute
 from thrifty.gateway.router import Router
+from thrifty.gateway.shadow import Shadow
 from thrifty.gateway.stage import Stage
 from thrifty.store.audit import AuditLog
 from thrifty.store.batching import BatchWriter
@@ -74,6 +77,7 @@ class GatewayParts:
     cache: ResponseCache
     limiter: Limiter
     capture: SampleCapture | None
+    shadow: Shadow | None
     breakers: dict[str, CircuitBreaker]
     request_log: RequestLog
     audit: AuditLog
@@ -89,6 +93,8 @@ class GatewayParts:
 
     async def close(self) -> None:
         await self.limiter.close()
+        if self.shadow is not None:
+            await self.shadow.close()  # shadows in flight store their outcomes
         await self.cache.flush()  # writes in flight land before the threads stop
         self.cache.close()
         self.request_log.close()
@@ -132,6 +138,7 @@ def build_gateway(settings: Settings, registry: Registry, metrics: Metrics) -> G
     router = Router(
         settings.router, registry, costs=settings.costs, prices=prices, home=settings.home
     )
+    shadow = Shadow(settings.router.shadow, registry, router, settings.database_url)
     experiments = Experiments(settings.experiments, registry, router.models)
     review = ReviewQueue(settings.database_url)
     moderation = Moderation(settings.moderation, review=review.add)
@@ -152,6 +159,7 @@ def build_gateway(settings: Settings, registry: Registry, metrics: Metrics) -> G
         PrivacyGuard(settings.privacy, registry, detector),
         ScopeTargets(router.models),
         Capabilities(),
+        shadow if shadow.enabled else None,  # samples auto requests; labels them when finished
         cache,
         limiter,
         capture,
@@ -173,6 +181,7 @@ def build_gateway(settings: Settings, registry: Registry, metrics: Metrics) -> G
         cache=cache,
         limiter=limiter,
         capture=capture,
+        shadow=shadow if shadow.enabled else None,
         breakers=breakers,
         request_log=request_log,
         audit=audit,
