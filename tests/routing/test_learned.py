@@ -91,3 +91,53 @@ def test_training_on_outcomes_changes_decisions_without_a_restart(
         assert route_of(server, unseen_refund) == "deepseek-chat"
         assert route_of(server, unseen_weather) == "local"
         assert route_of(server, "我要退款") == "deepseek-chat"
+
+
+def _embeddings(server: ThriftyServer) -> float:
+    text = httpx.get(server.url + "/metrics").text
+    for line in text.splitlines():
+        if line.startswith("thrifty_cache_embed_seconds_count"):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_an_auto_request_is_embedded_once_for_the_scorer_and_the_cache(
+    two_fakes: Any, tmp_path: Any
+) -> None:
+    conn = connect(f"sqlite:///{tmp_path / 'thrifty.db'}")
+    try:
+        migrate(conn)
+        add_outcomes(conn, outcomes())
+    finally:
+        conn.close()
+    url = f"sqlite:///{tmp_path / 'thrifty.db'}"
+    env = {**os.environ, "THRIFTY_HOME": str(tmp_path), "THRIFTY_DATABASE_URL": url}
+    env.pop("THRIFTY_CONFIG", None)
+    trained = subprocess.run(
+        [*THRIFTY, "route", "train"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert trained.returncode == 0, trained.stderr
+    config = two_fakes(router={"scorer": "learned"}, cache={"enabled": True, "semantic": True})
+    with ThriftyServer(config=config, home=tmp_path, env={"THRIFTY_DATABASE_URL": url}) as server:
+        for question in ("今天天气怎么样？", "今天天气如何？", "Will it rain tomorrow?"):
+            response = httpx.post(
+                server.base_url + "/chat/completions",
+                json={"model": "auto", "temperature": 0,
+                      "messages": [{"role": "user", "content": question}]},
+                timeout=60,
+            )  # fmt: skip
+            assert response.status_code == 200, response.text
+        auto = _embeddings(server)
+        named = httpx.post(
+            server.base_url + "/chat/completions",
+            json={"model": "local", "temperature": 0,
+                  "messages": [{"role": "user", "content": "明天会下雨吗？"}]},
+            timeout=60,
+        )  # fmt: skip
+        assert named.status_code == 200
+        deadline = time.monotonic() + 5
+        while _embeddings(server) == auto and time.monotonic() < deadline:
+            time.sleep(0.1)
+        after_named = _embeddings(server)
+    assert auto == 0  # the cache took every auto question's vector from the router
+    assert after_named >= 1  # a request naming a model: the router is skipped, the cache embeds

@@ -129,6 +129,10 @@ class ResponseCache(Stage):
         )
         ttl = min(wants.ttl_s or self.settings.ttl_s, self.settings.ttl_s)
         pending = _Pending(keys, ttl, text)
+        if text is not None and self.index is not None:
+            pending.vector = self._routed_vector(ctx, text)
+            if pending.vector is not None:
+                pending.signature = Signature.of(text)
         if wants.lookup:
             reply = await self._lookup(ctx, pending)
             if reply is not None:
@@ -171,7 +175,9 @@ class ResponseCache(Stage):
             # off the request's path
             self.metrics.misses.labels("semantic").inc()
             return None
-        vector = await self._embed(pending.text)
+        vector = pending.vector
+        if vector is None:
+            vector = await self._embed(pending.text)
         signature = Signature.of(pending.text)
         pending.vector, pending.signature = vector, signature
         match = self.index.search(keys.partition, vector, signature)
@@ -301,6 +307,17 @@ class ResponseCache(Stage):
         except Exception as exc:
             self._failed(op, exc)
             return None
+
+    def _routed_vector(self, ctx: RequestContext, text: str) -> Vector | None:
+        """The router's embedding of the same question by the same model (learned scorer), if any:
+        an `auto` request is embedded once, not once per stage."""
+        features = ctx.features
+        if features is None or features.embedding is None or self.embedder is None:
+            return None
+        if features.embedder != self.embedder.name or features.text != text:
+            return None
+        vector: Vector = features.embedding
+        return vector
 
     async def _embed(self, text: str) -> Vector:
         assert self._embedding is not None
