@@ -61,8 +61,8 @@ def decide(router: Router, content: str, **body: Any) -> RequestContext:
     )  # fmt: skip
 
     async def run() -> None:
-        await PIIScan(PIIDetector())(ctx)
-        await router(ctx)
+        await PIIScan(PIIDetector()).on_request(ctx)
+        await router.on_request(ctx)
 
     asyncio.run(run())
     return ctx
