@@ -158,14 +158,14 @@ def train(config: str | None, sources: tuple[str, ...], min_examples: int) -> No
       thrifty route eval --suite faq.jsonl --local local --cloud deepseek-chat   # outcomes
       thrifty route train
     """
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
     from thrifty.gateway.cache.base import MissingExtra
     from thrifty.gateway.cache.embed import load_embedder
     from thrifty.gateway.scorer import artifact_path, next_version
     from thrifty.gateway.scorer import train as fit
     from thrifty.store.outcomes import load_outcomes
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     outcomes = load_outcomes(settings.database_url, sources=list(sources) or None)
     if not outcomes:
         raise click.ClickException("no outcomes yet: run `thrifty route eval`, or turn on shadow")
@@ -188,11 +188,11 @@ def train(config: str | None, sources: tuple[str, ...], min_examples: int) -> No
 @config_option
 def outcomes(config: str | None) -> None:
     """Count the labelled outcomes by source and target."""
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
     from thrifty.store.db import MissingTable, NoDatabase, connect
     from thrifty.store.outcomes import count_by
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     try:
         conn = connect(settings.database_url, create=False)
     except NoDatabase:
@@ -285,11 +285,11 @@ def eval_command(
     """
     import orjson
 
-    from thrifty.cli import _settings
+    from thrifty.commands.options import cli_settings
     from thrifty.commands.route_eval import render_table, run
     from thrifty.evals.routing import summarize, sweep, write_plot
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     pairs = run(
         settings, suites, local_model, cloud_model, base_url=base_url, api_key=api_key,
         train_split=train_split, concurrency=concurrency, limit=limit, seed=seed,
