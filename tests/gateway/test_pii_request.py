@@ -318,3 +318,29 @@ def test_mask_masks_every_free_text_field() -> None:
     sent = json.dumps(ctx.body)
     assert EMAIL not in sent and PHONE not in sent
     assert ctx.pii_mapping and set(ctx.pii_mapping.values()) == {EMAIL, PHONE}
+
+
+# --- the request corpus (tests/data/pii_requests.jsonl, made by make_pii_requests.py) -------------
+
+
+def test_the_request_corpus_is_found_and_its_clean_rows_are_not(detector: PIIDetector) -> None:
+    from collections import Counter
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "data" / "pii_requests.jsonl"
+    rows = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    # every kind x format, and every field, at least five times
+    cells = Counter(
+        r["field"] if "field" in r else (r["kind"], r["format"]) for r in rows if r["values"]
+    )
+    assert min(cells.values()) >= 5 and len({r["field"] for r in rows if "field" in r}) >= 14
+    missed = [r["id"] for r in rows if r["values"] and r["kind"] not in scan(detector, r)]
+    assert missed == []
+    clean = [r for r in rows if not r["values"]]
+    assert len({r["kind"] for r in clean}) == 13 and len(clean) >= 65
+    flagged = [r["id"] for r in clean if scan(detector, r)]
+    assert len(flagged) <= 0.02 * len(clean), flagged
+
+
+def scan(detector: PIIDetector, row: dict[str, Any]) -> set[str]:
+    return scan_request(detector, row["body"]).kinds

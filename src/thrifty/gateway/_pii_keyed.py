@@ -169,7 +169,9 @@ def iter_phones(folded: str, kinds: frozenset[str], hits: dict[str, list[int]]) 
             if value is None or _DATE.search(value.group("value")):
                 continue
             digits = _digits(value.group("value"))
-            if 7 <= len(digits) <= 15 and not (rules.PHONE in kinds and _MOBILE.fullmatch(digits)):
+            # a mainland mobile or landline is `phone`, found by its own rule
+            mainland = _MOBILE.fullmatch(digits) or _LANDLINE.fullmatch(value.group("value"))
+            if 7 <= len(digits) <= 15 and not (rules.PHONE in kinds and mainland):
                 yield rules.INTL_PHONE, value.start("value"), value.end("value")
     if rules.PHONE in kinds:
         for match in _LANDLINE.finditer(folded):
