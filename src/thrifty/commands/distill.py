@@ -96,8 +96,8 @@ def distill() -> None:
 @click.option(
     "--train-on-reasoning",
     is_flag=True,
-    help="--from-prompts: put a thinking teacher's reasoning before each answer in a <think> "
-    "block, as the DeepSeek-R1 distills were trained (default: the answer only).",
+    help="Put a thinking model's reasoning (captured, or the teacher's) before each answer in a "
+    "<think> block, as the DeepSeek-R1 distills were trained (default: the answer only).",
 )
 @config_option
 def collect(

@@ -92,6 +92,9 @@ class SampleCapture(Stage):
             self.dropped_pii += 1
             logger.debug("request %s: not captured, its answer shows personal data", ctx.id)
             return
+        reasoning = _answer_text(ctx.reply, "reasoning_content")
+        if reasoning is not None and self.detector.kinds_in(reasoning):
+            reasoning = None  # the answer alone is still a sample; the reasoning is not kept
         self.log.append(
             Sample(
                 id=ctx.id,
@@ -103,6 +106,7 @@ class SampleCapture(Stage):
                 answer=answer,
                 pii=ctx.pii,
                 masked=mapping is not None,
+                reasoning=reasoning,
             )
         )
 
@@ -122,10 +126,11 @@ def build_capture(
     return SampleCapture(settings, detector, on_drop)
 
 
-def _answer_text(payload: dict[str, Any]) -> str | None:
+def _answer_text(payload: dict[str, Any], key: str = "content") -> str | None:
+    """The first choice's text (``content``, or e.g. ``reasoning_content``)."""
     choices = payload.get("choices") or []
     if not choices or not isinstance(choices[0], dict):
         return None
     message = choices[0].get("message")
-    content = message.get("content") if isinstance(message, dict) else None
+    content = message.get(key) if isinstance(message, dict) else None
     return content if isinstance(content, str) else None

@@ -234,6 +234,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX outcomes_fingerprint ON outcomes (fingerprint);
         """,
     ),
+    (
+        "0019_samples_reasoning",
+        """
+        -- a thinking model's reasoning (reasoning_content), kept apart from its answer; NULL: none
+        ALTER TABLE samples ADD COLUMN reasoning TEXT;
+        """,
+    ),
 ]
 
 

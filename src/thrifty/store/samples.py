@@ -18,6 +18,7 @@ from thrifty.store.db import Connection, MissingTable, NoDatabase, connect
 
 COLUMNS = (
     "id", "ts", "tenant", "route", "upstream_model", "messages", "answer", "pii", "masked",
+    "reasoning",
 )  # fmt: skip
 _INSERT = (
     f"INSERT OR IGNORE INTO samples ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
@@ -37,6 +38,7 @@ class Sample:
     answer: str
     pii: frozenset[str] = frozenset()
     masked: bool = False
+    reasoning: str | None = None  # a thinking model's reasoning before the answer, kept apart
 
     def row(self) -> tuple[Any, ...]:
         return (
@@ -49,6 +51,7 @@ class Sample:
             self.answer,
             ",".join(sorted(self.pii)),
             int(self.masked),
+            self.reasoning,
         )
 
 
@@ -103,6 +106,7 @@ def read_samples(
                 answer=row["answer"],
                 pii=frozenset(k for k in row["pii"].split(",") if k),
                 masked=bool(row["masked"]),
+                reasoning=row["reasoning"],
             )
     finally:
         conn.close()

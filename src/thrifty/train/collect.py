@@ -200,7 +200,8 @@ def from_log(
     for sample in read_samples(url, since=since, tenants=tenants, routes=routes):
         if sample.pii and not sample.masked:
             continue  # never: read_samples already leaves these out
-        yield Example([*sample.messages, {"role": "assistant", "content": sample.answer}])
+        answer = {"role": "assistant", "content": sample.answer}
+        yield Example([*sample.messages, answer], sample.reasoning)
 
 
 # -- from a teacher -------------------------------------------------------------------------------
