@@ -89,6 +89,7 @@ class RequestContext:
     prompt_tokens: int | None = None  # estimated on demand by the router
     features: Any = None  # the router's RequestFeatures (auto requests), embedding included
     candidates: list[Any] = field(default_factory=list)  # the router's priced candidates
+    cascade: Any = None  # the rule's CascadeTarget: the call verifies the first answer
     targets: list[Target] = field(default_factory=list)  # first is preferred, the rest fallbacks
     reason: str = ""  # why those targets: model:<name>, rule:<name> ... (set once)
     notes: list[str] = field(default_factory=list)  # what later stages changed, and why

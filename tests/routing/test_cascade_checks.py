@@ -50,3 +50,9 @@ def test_first_attempt_body_and_what_the_client_gets() -> None:
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": "退款"}
     assert chunks[1]["choices"][0]["finish_reason"] == "stop"
     assert chunks[2]["usage"]["completion_tokens"] == 1
+
+
+def test_a_code_block_cut_off_by_max_tokens_fails_the_code_check() -> None:
+    rule = CascadeTarget(cascade=["local", "deepseek-chat"], checks=["code"])
+    assert failed_check(rule, reply("```python\ndef add_two_numbers(num1"), {}) == "code"
+    assert failed_check(rule, reply("```python\ndef add(a, b):\n    return a + b\n"), {}) is None

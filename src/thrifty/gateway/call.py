@@ -64,6 +64,15 @@ class Caller:
         self.sleep = sleep
 
     async def complete(self, ctx: RequestContext) -> Reply:
+        if ctx.cascade is not None and len(ctx.targets) > 1:
+            from thrifty.gateway.cascade import complete
+
+            return await complete(self, ctx)
+        return await self.complete_in_order(ctx)
+
+    async def complete_in_order(self, ctx: RequestContext) -> Reply:
+        """The first target that answers, with retries and fallback; no verification."""
+
         async def attempt(target: Target, body: dict[str, Any]) -> Reply:
             return await target.backend.complete(ctx.endpoint, body)
 
@@ -73,6 +82,16 @@ class Caller:
         self, ctx: RequestContext, stats: StreamStats
     ) -> tuple[list[bytes] | None, AsyncIterator[list[bytes]]]:
         """Open the stream and read its first payload; retries and fallback happen before it."""
+        if ctx.cascade is not None and len(ctx.targets) > 1 and ctx.cascade.buffer_stream:
+            from thrifty.gateway.cascade import stream
+
+            return await stream(self, ctx, stats)
+        return await self.stream_in_order(ctx, stats)
+
+    async def stream_in_order(
+        self, ctx: RequestContext, stats: StreamStats
+    ) -> tuple[list[bytes] | None, AsyncIterator[list[bytes]]]:
+        """`stream` without a cascade's verification."""
 
         async def attempt(target: Target, body: dict[str, Any]) -> tuple[list[bytes] | None, Any]:
             chunks = cast(

@@ -12,8 +12,11 @@ only when one fails. The checks, each cheap and each skipped when it has nothing
   ignored) is one of them;
 - ``code``: every fenced Python block of the answer parses.
 
-An escalated request is logged with route ``cascade``-style facts: the reason names the failed
-check (``cascade: local failed labels -> deepseek-chat``) and its cost includes both attempts.
+An escalated request's reason names the failed check (``rule:NAME; cascade: local failed labels
+-> deepseek-chat``; a first target that errors counts as ``error``), its route is the target that
+answered, and its cost includes both attempts (the meter charges the discarded local answer's
+engine time). Targets the privacy guard or the key's scope removed are not escalated to: a PII
+request under a cascade rule is answered locally, checked or not.
 A stream is answered from the buffered, verified local answer (so its time to first token is the
 local model's whole generation time), or streamed from the next target after an escalation;
 ``buffer_stream: false`` streams the local answer unchecked instead.
@@ -23,13 +26,29 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from thrifty.backends import Reply, StreamStats
 from thrifty.config import CascadeTarget
+from thrifty.context import Attempt, RequestContext
+from thrifty.errors import Overloaded, UpstreamError
+from thrifty.gateway.answer import replay
 
-_PY_BLOCK = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+if TYPE_CHECKING:
+    from thrifty.gateway.call import Caller
+
+logger = logging.getLogger(__name__)
+
+# a fenced block, closed or cut off by max_tokens (an unclosed block is code that stopped)
+_PY_BLOCK = re.compile(
+    r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE
+)
 
 
 def answer_of(payload: Mapping[str, Any]) -> str:
@@ -158,3 +177,68 @@ def as_chunks(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
     if payload.get("usage") is not None:
         chunks.append({**head, "choices": [], "usage": payload["usage"]})
     return chunks
+
+
+# -- the call: the first target, its checks, then the rest in order ------------------------------
+
+
+async def _first(ctx: RequestContext) -> tuple[Reply | None, str | None]:
+    """The first target's whole answer and the check it failed (None: passed; "error": it
+    could not answer)."""
+    from thrifty.gateway.call import upstream_body
+
+    rule: CascadeTarget = ctx.cascade
+    first = ctx.targets[0]
+    body = first_body(rule, upstream_body(ctx, first))
+    began = time.perf_counter()
+    try:
+        reply = await first.backend.complete(ctx.endpoint, body)
+    except (UpstreamError, Overloaded) as exc:
+        elapsed = time.perf_counter() - began
+        ctx.attempts.append(Attempt(first.route, first.upstream, exc.status, exc.code, elapsed))
+        return None, "error"
+    ctx.attempts.append(
+        Attempt(first.route, first.upstream, 200, None, time.perf_counter() - began)
+    )
+    return reply, failed_check(rule, reply.payload, ctx.body)
+
+
+def _escalate(ctx: RequestContext, check: str) -> None:
+    first, rest = ctx.targets[0], ctx.targets[1:]
+    ctx.notes.append(f"cascade: {first.route} failed {check} -> {rest[0].route}")
+    logger.info("request %s: %s failed the %s check; escalating", ctx.id, first.route, check)
+    ctx.targets = rest
+
+
+def _accept(ctx: RequestContext, reply: Reply) -> Reply:
+    ctx.answered_by = ctx.targets[0]
+    strip_logprobs(reply.payload, asked=bool(ctx.body.get("logprobs")))
+    return reply
+
+
+async def complete(caller: Caller, ctx: RequestContext) -> Reply:
+    reply, check = await _first(ctx)
+    if reply is not None and check is None:
+        return _accept(ctx, reply)
+    _escalate(ctx, check or "error")
+    return await caller.complete_in_order(ctx)
+
+
+async def stream(
+    caller: Caller, ctx: RequestContext, stats: StreamStats
+) -> tuple[list[bytes] | None, AsyncIterator[list[bytes]]]:
+    """The verified local answer replayed as one batch of events, or the next target's stream."""
+    reply, check = await _first(ctx)
+    if reply is not None and check is None:
+        payload = _accept(ctx, reply).payload
+        stats.first_chunk_at = time.perf_counter()  # the whole local generation came first
+        events = [orjson.dumps(chunk) for chunk in replay(payload)]
+        stats.chunks += len(events)
+        return events, _nothing()
+    _escalate(ctx, check or "error")
+    return await caller.stream_in_order(ctx, stats)
+
+
+async def _nothing() -> AsyncIterator[list[bytes]]:
+    return
+    yield  # an empty async generator

@@ -44,10 +44,22 @@ class Meter:
             ctx.cost_nanos = self._local_nanos(ctx)
         elif target is not None:
             ctx.cost_nanos = self._usd_nanos(target.model, usage, at)
+        if ctx.cost_nanos is not None:
+            ctx.cost_nanos += self._discarded_nanos(ctx)
         same_model = target is not None and target.model == self.baseline_model
         if not same_model:  # another model's prompt-cache hits say nothing of the baseline's
             usage = TokenUsage(usage.prompt_tokens, usage.completion_tokens)
         ctx.baseline_nanos = self._usd_nanos(self.baseline_model, usage, at)
+
+    def _discarded_nanos(self, ctx: RequestContext) -> int:
+        """Local answers that were thrown away (a cascade's failed check) still took engine time:
+        every successful attempt but the last is charged too."""
+        answered = [a for a in ctx.attempts if a.status == 200]
+        local = [a for a in answered[:-1] if a.upstream is None]
+        nanos = sum(self.local_cost.cost_nanos(a.latency_s, self.fully_loaded) for a in local)
+        if nanos == 0 or self.local_cost.currency == "USD":
+            return nanos
+        return convert_nanos(nanos, self.local_cost.currency, "USD", cny_per_usd=self.cny_per_usd)
 
     def _usd_nanos(self, model: str, usage: TokenUsage, at: datetime) -> int | None:
         nanos = self.prices.cost_nanos(model, usage, at)

@@ -178,6 +178,8 @@ class Router(Stage):
             raise RouteRejected(rule.message or f"rejected by routing rule {rule.name!r}")
         ctx.targets = [self._target(name) for name in decision.targets]
         ctx.candidates = decision.candidates
+        if isinstance(rule.target, CascadeTarget):
+            ctx.cascade = rule.target
         if rule.overrides is not None:
             apply_overrides(ctx, rule.overrides)
         self._remember(ctx)
