@@ -48,6 +48,10 @@ _ZH_CUES = re.compile(
 )
 _ZH_HONORIFIC = re.compile(r"(?P<name>[\u4e00-\u9fff]{1,2})(?:先生|女士|小姐|老师|同学)")
 _ZH_NAME_END = frozenset("住在是的家于和与及先女，。收寄电手地")
+# Single characters that never end a name: particles, verbs and pronouns around one.
+_NOT_IN_NAME = frozenset(
+    "的了是在和与及或住家于到给把被从向对说也都就还又很请您你我他她它们这那有没不为以将等个位名先女"
+)
 _ADDRESS_CHARS = frozenset("路街道巷弄村区县市省镇乡号楼栋室院")
 # The hundred commonest surnames: without the segmenter, a cue word plus one of these.
 _SURNAMES = frozenset(
@@ -90,18 +94,7 @@ def _zh_names(
     low, high = max(0, start - 40), min(len(text), end + 30)
     window = text[low:high]
     if segment is not None:
-        pos = 0
-        for word, flag in segment(window):
-            word_start = window.find(word, pos)
-            pos = word_start + len(word)
-            at = low + word_start
-            if (
-                flag == "nr"
-                and 2 <= len(word) <= 4
-                and not (start <= at < end)
-                and not _ADDRESS_CHARS & set(word[1:])
-            ):
-                yield at, at + len(word)
+        yield from _segmented_names(segment(window), low, start, end)
     for cue in _ZH_CUES.finditer(window):
         name = cue.group("name")
         cut = next((i for i, c in enumerate(name) if i >= 2 and c in _ZH_NAME_END), len(name))
@@ -111,6 +104,36 @@ def _zh_names(
         name = honorific.group("name")
         if name[-1] in _SURNAMES or name in _SURNAMES:
             yield low + honorific.start("name"), low + honorific.end("name")
+
+
+def _segmented_names(
+    words: list[tuple[str, str]], low: int, start: int, end: int
+) -> Iterator[tuple[int, int]]:
+    """Names in a segmented window: words tagged `nr`, and a surname the dictionary left on its
+    own followed by one or two single characters (张 伟 → 张伟; 王府井 stays one word).
+
+    The segmenter runs without its HMM (20 times faster), which splits names it does not know
+    into characters; the surname rule puts them back together.
+    """
+    offsets = []
+    pos = low
+    for word, _ in words:
+        offsets.append(pos)
+        pos += len(word)
+    for i, (word, flag) in enumerate(words):
+        at = offsets[i]
+        if start <= at < end:
+            continue
+        if flag == "nr" and 2 <= len(word) <= 4 and not _ADDRESS_CHARS & set(word[1:]):
+            yield at, at + len(word)
+        elif len(word) == 1 and word in _SURNAMES:
+            given = 0
+            for next_word, _ in words[i + 1 : i + 3]:
+                if len(next_word) != 1 or not _CJK.match(next_word) or next_word in _NOT_IN_NAME:
+                    break
+                given += 1
+            if given:
+                yield at, at + 1 + given
 
 
 Segment = Callable[[str], list[tuple[str, str]]]
@@ -128,7 +151,7 @@ def segmenter() -> Segment | None:
     cut = posseg.cut
 
     def segment(text: str) -> list[tuple[str, str]]:
-        return [(pair.word, pair.flag) for pair in cut(text)]
+        return [(pair.word, pair.flag) for pair in cut(text, HMM=False)]
 
     return segment
 
