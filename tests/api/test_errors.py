@@ -34,6 +34,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     settings = Settings(
         home=tmp_path,
         local={"enabled": False},
+        embeddings={"local_model": None},
         limits={"max_body_bytes": 10_000, "max_messages": 3, "max_tokens": 100},
     )
     yield build_app(settings)
@@ -80,6 +81,7 @@ def test_unknown_model_is_404_model_not_found(app: Any) -> None:
     response = call(app, "POST", CHAT, json={"model": "gpt-9", "messages": HI})
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "model_not_found"
+    assert "auto" in response.json()["error"]["message"]  # the router's names are models too
     assert response.headers["x-thrifty-request-id"].startswith("req-")
 
 

@@ -25,6 +25,7 @@ from thrifty.api.admin import KeyAdmin
 from thrifty.api.anthropic import AnthropicService
 from thrifty.api.auth import Authenticator
 from thrifty.api.batches import BatchService
+from thrifty.api.embeddings import EmbeddingService
 from thrifty.api.feedback import feedback_endpoint
 from thrifty.api.openai import OpenAIService
 from thrifty.api.openapi import openapi_schema
@@ -150,6 +151,7 @@ def build_app(settings: Settings, registry: Registry | None = None) -> Starlette
         Route("/v1/chat/completions", openai.chat, methods=["POST"]),
         Route("/v1/completions", openai.completions, methods=["POST"]),
         Route("/v1/messages", AnthropicService(rt).messages, methods=["POST"]),
+        Route("/v1/embeddings", EmbeddingService(rt).embeddings, methods=["POST"]),
         Route("/v1/models", rt.auth.guard(openai.models), methods=["GET"]),
         Route("/v1/models/{model:path}", rt.auth.guard(openai.model), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

@@ -30,7 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from thrifty.api.body import read_json_object
-from thrifty.api.protocol import ChatCompletionRequest, CompletionRequest
+from thrifty.api.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from thrifty.api.responses import error_response, json_response
 from thrifty.backends.base import Endpoint
 from thrifty.context import RequestContext
@@ -50,8 +50,13 @@ T = TypeVar("T")
 SCHEMAS: dict[str, type[BaseModel]] = {
     "/v1/chat/completions": ChatCompletionRequest,
     "/v1/completions": CompletionRequest,
+    "/v1/embeddings": EmbeddingRequest,
 }
-ENDPOINTS: dict[str, Endpoint] = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
+ENDPOINTS: dict[str, Endpoint] = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+}
 WINDOWS = {"24h": 24 * 3600.0}
 _STEP = timedelta(minutes=5)  # price windows start on the quarter hour; 5 minutes finds them
 
@@ -312,8 +317,9 @@ class BatchService:
         asked = (body.get("x_thrifty") or {}).get("start") if isinstance(body, dict) else None
         models = {str(line.body.get("model") or self.rt.settings.default_model) for line in lines}
         clouds = []
+        endpoint = ENDPOINTS.get(str(body.get("endpoint")), "chat")
         for name in sorted(models):
-            target = self.rt.registry.resolve(name)
+            target = self.rt.registry.resolve(name, endpoint)
             if target is not None and target.upstream is not None:
                 clouds.append(target.model)
         if not clouds:
@@ -435,7 +441,7 @@ class BatchService:
         """Run one line through the gateway (on the local model: when a slot is idle)."""
         endpoint = ENDPOINTS[batch["endpoint"]]
         model = str(line.body.get("model") or self.rt.settings.default_model)
-        target = self.rt.registry.resolve(model)
+        target = self.rt.registry.resolve(model, endpoint)
         local = self.rt.registry.local
         if target is not None and target.upstream is None and local is not None:
             while local.saturated():  # interactive requests first: batches take idle slots

@@ -102,3 +102,19 @@ class CompletionRequest(_Sampling):
         if isinstance(self.prompt, list) and not self.prompt:
             raise ValueError("prompt must not be empty")
         return self
+
+
+class EmbeddingRequest(_Open):
+    model: str | None = Field(None, description="local (the local embedder) or an upstream alias.")
+    input: str | list[str] | list[int] | list[list[int]] = Field(
+        description="Text, a list of texts, or token ids (upstream embedders only)."
+    )
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+
+    @model_validator(mode="after")
+    def _input_not_empty(self) -> EmbeddingRequest:
+        if isinstance(self.input, list) and not self.input:
+            raise ValueError("input must not be empty")
+        return self

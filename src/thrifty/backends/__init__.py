@@ -8,7 +8,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from thrifty.backends.base import Backend, Reply, StreamStats
+from thrifty.backends.base import Backend, Endpoint, Reply, StreamStats
+from thrifty.backends.embedder import LocalEmbedder
 from thrifty.backends.engine import ManagedEngine
 from thrifty.backends.llamacpp import LlamaServerBackend
 from thrifty.backends.models import model_display_name
@@ -60,6 +61,7 @@ class Registry:
         self.local: EnginePool | None = None
         self._local_aliases: list[str] = []
         self._local_capabilities = CAPABILITIES
+        self.embedders: dict[str, Target] = {}  # /v1/embeddings names of local embedders
 
     def add_local(
         self, pool: EnginePool, aliases: list[str], capabilities: frozenset[str] = CAPABILITIES
@@ -116,7 +118,10 @@ class Registry:
         for name in names:
             self.targets.setdefault(name, target)
 
-    def resolve(self, name: str) -> Target | None:
+    def resolve(self, name: str, endpoint: Endpoint = "chat") -> Target | None:
+        if endpoint == "embeddings":  # `local` names the local embedder there
+            target = self.embedders.get(name) or self.targets.get(name)
+            return target if target is not None and "embeddings" in target.capabilities else None
         return self.targets.get(name)
 
     def cloud_routes(self) -> list[str]:
@@ -148,6 +153,15 @@ def build_registry(settings: Settings) -> Registry:
     if local.enabled:
         caps = LOCAL_CAPABILITIES if local.engine == "llama.cpp" else frozenset({"json_schema"})
         registry.add_local(local_pool(settings), local.aliases, caps)
+    embed = settings.embeddings
+    if embed.local_model is not None:
+        embedder = LocalEmbedder(embed.local_model, embed.threads)
+        target = Target(
+            "local", embedder, embed.local_model, capabilities=frozenset({"embeddings"})
+        )
+        registry.backends.append(embedder)
+        for alias in ("local", embed.local_model):
+            registry.embedders.setdefault(alias, target)
     for up in settings.upstreams:
         client = OpenAICompatBackend(
             up.name,

@@ -164,7 +164,7 @@ class OpenAICompatBackend:
             raise UpstreamError(
                 f"upstream {self.name} sent a body that is not JSON", retryable=True
             ) from None
-        if not isinstance(payload, dict) or "choices" not in payload:
+        if not isinstance(payload, dict) or ("choices" not in payload and "data" not in payload):
             raise UpstreamError(
                 f"upstream {self.name} sent JSON that is not a completion", retryable=True
             )

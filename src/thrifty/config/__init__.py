@@ -4,6 +4,7 @@ from thrifty.config._base import _Section
 from thrifty.config.batches import BatchSettings
 from thrifty.config.cache import CacheSettings
 from thrifty.config.costs import CostSettings
+from thrifty.config.embeddings import EmbeddingSettings
 from thrifty.config.limits import LimitsSettings, QuotaLimits
 from thrifty.config.local import LocalSettings, VLLMSettings
 from thrifty.config.routing import (
@@ -54,6 +55,7 @@ __all__ = [
     "Conditions",
     "CostSettings",
     "DistillSettings",
+    "EmbeddingSettings",
     "ExperimentSettings",
     "LimitsSettings",
     "LocalSettings",

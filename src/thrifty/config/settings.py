@@ -28,6 +28,7 @@ from pydantic_settings import (
 from thrifty.config.batches import BatchSettings
 from thrifty.config.cache import CacheSettings
 from thrifty.config.costs import CostSettings
+from thrifty.config.embeddings import EmbeddingSettings
 from thrifty.config.limits import LimitsSettings
 from thrifty.config.local import LocalSettings
 from thrifty.config.routing import ExperimentSettings, RouterSettings
@@ -80,6 +81,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     distill: DistillSettings = Field(default_factory=DistillSettings)
     batches: BatchSettings = Field(default_factory=BatchSettings)
+    embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     experiments: dict[str, ExperimentSettings] = Field(
         default_factory=dict,
         description="A/B experiments by name; a request for model NAME is assigned a variant "

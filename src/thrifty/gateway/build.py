@@ -155,7 +155,7 @@ def build_gateway(settings: Settings, registry: Registry, metrics: Metrics) -> G
         PIIScan(detector, settings.privacy),
         experiments,
         router,
-        ModelRoute(registry),
+        ModelRoute(registry, router.models),
         PrivacyGuard(settings.privacy, registry, detector),
         ScopeTargets(router.models),
         Capabilities(),

@@ -92,7 +92,8 @@ class PrivacyGuard(Stage):
             return None
         kinds = "+".join(sorted(ctx.pii))
         action = "mask" if ctx.mask_pii else self.on_pii
-        if ctx.pii & _FAIL_CLOSED:
+        if ctx.pii & _FAIL_CLOSED or (action == "mask" and ctx.endpoint == "embeddings"):
+            # an embedding of placeholders is not the embedding asked for: keep the text local
             action = "reject" if action == "reject" else "local"
         original = ctx.body
         if action == "allow":
@@ -109,7 +110,7 @@ class PrivacyGuard(Stage):
             )
         local = [t for t in ctx.targets if t.upstream is None]
         if not local:
-            target = self.registry.resolve("local")
+            target = self.registry.resolve("local", ctx.endpoint)
             if target is None:
                 raise RouteRejected(
                     f"the request carries personal data ({kinds}); it may only be answered "

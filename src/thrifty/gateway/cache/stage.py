@@ -154,7 +154,11 @@ class ResponseCache(Stage):
             return "masked"  # the answer was written for placeholders, not for this prompt
         if ctx.pii and self.shared is not None and not self.settings.shared_pii:
             return "pii"
-        if self.settings.only_deterministic and not deterministic(ctx.body):
+        if (
+            self.settings.only_deterministic
+            and ctx.endpoint != "embeddings"  # an embedding does not sample
+            and not deterministic(ctx.body)
+        ):
             return "nondeterministic"
         if self.shared is not None and time.monotonic() < self._down_until:
             return "unavailable"
@@ -422,6 +426,8 @@ def storable(reply: dict[str, Any], endpoint: str, streamed: bool) -> dict[str, 
     replays badly, since a streaming client is sent text only. A streamed `completions` answer
     was reassembled in chat shape; it is stored in that endpoint's own shape.
     """
+    if endpoint == "embeddings":
+        return reply if isinstance(reply.get("data"), list) and reply["data"] else None
     choices = reply.get("choices")
     if not isinstance(choices, list) or not choices:
         return None
