@@ -27,6 +27,7 @@ from thrifty.gateway.cache import ResponseCache
 from thrifty.gateway.cache.guard import Signature, same_question
 from thrifty.gateway.cache.keys import request_keys
 from thrifty.gateway.cache.semantic import SemanticIndex
+from thrifty.gateway.cache.thresholds import Calibration, Thresholds
 from thrifty.gateway.metrics import Metrics
 
 PAIRS = Path(__file__).resolve().parent.parent / "data" / "paraphrases.jsonl"
@@ -71,37 +72,43 @@ def test_signature_round_trips() -> None:
 # -- the index (synthetic unit vectors) -------------------------------------------------------
 
 
+def index_at(threshold: float, dim: int, max_entries: int, **kwargs: Any) -> SemanticIndex:
+    """An index whose learned thresholds start at `threshold` (a steep prior: no evidence yet)."""
+    thresholds = Thresholds(Calibration(threshold, 0.01), 0.01)
+    return SemanticIndex(dim, thresholds, max_entries, **kwargs)
+
+
 def unit(*values: float) -> Any:
     v = np.array(values, np.float32)
     return v / np.linalg.norm(v)
 
 
 def test_index_nearest_above_threshold_within_partition() -> None:
-    index = SemanticIndex(dim=3, threshold=0.9, max_entries=10)
+    index = index_at(0.9, dim=3, max_entries=10)
     far = time.time() + 60
     sig = Signature.of("question")
     index.add("p", "k1", unit(1, 0, 0), sig, far)
     index.add("p", "k2", unit(1, 0.2, 0), sig, far)
     index.add("q", "k3", unit(0, 1, 0), sig, far)
-    match = index.search("p", unit(1, 0.25, 0), sig)
+    match = index.search("p", unit(1, 0.25, 0), sig).match
     assert match is not None and match.key == "k2" and match.similarity > 0.99
-    assert index.search("p", unit(0, 1, 0), sig) is None  # below the threshold
-    assert index.search("other", unit(1, 0, 0), sig) is None  # another partition
+    assert index.search("p", unit(0, 1, 0), sig).match is None  # below the threshold
+    assert index.search("other", unit(1, 0, 0), sig).match is None  # another partition
     index.remove("k2")
-    match = index.search("p", unit(1, 0.25, 0), sig)
+    match = index.search("p", unit(1, 0.25, 0), sig).match
     assert match is not None and match.key == "k1"
     assert len(index) == 2
 
 
 def test_index_skips_expired_and_bounds_entries() -> None:
     now = [1000.0]
-    index = SemanticIndex(dim=2, threshold=0.5, max_entries=3, clock=lambda: now[0])
+    index = index_at(0.5, dim=2, max_entries=3, clock=lambda: now[0])
     sig = Signature.of("q")
     for i in range(10):  # grows past its first capacity, evicts the oldest past max_entries
         index.add("p", f"k{i}", unit(1, i / 10), sig, 1010.0 + i)
     assert len(index) == 3 and "k9" in index and "k6" not in index
     now[0] = 1018.5
-    match = index.search("p", unit(1, 0.8), sig)
+    match = index.search("p", unit(1, 0.8), sig).match
     assert match is not None and match.key == "k9"  # k8, nearer but expired, is dropped
     assert "k8" not in index and len(index) == 2
     now[0] = 2000
@@ -109,9 +116,10 @@ def test_index_skips_expired_and_bounds_entries() -> None:
 
 
 def test_index_applies_the_guard() -> None:
-    index = SemanticIndex(dim=2, threshold=0.5, max_entries=10)
+    index = index_at(0.5, dim=2, max_entries=10)
     index.add("p", "k", unit(1, 0), Signature.of("Order 123 refund?"), time.time() + 60)
-    assert index.search("p", unit(1, 0), Signature.of("Order 456 refund?")) is None
+    found = index.search("p", unit(1, 0), Signature.of("Order 456 refund?"))
+    assert found.match is None and found.declined == "number" and found.declined_similarity > 0.99
 
 
 # -- the real model ---------------------------------------------------------------------------
@@ -251,12 +259,13 @@ def test_paraphrase_set_precision(embedder: Any, capsys: pytest.CaptureFixture[s
     vectors = dict(zip(texts, embedder.embed_batch(texts), strict=True))
     assert CacheSettings().semantic_threshold is None  # each model's measured default applies
     threshold = embedder.threshold
-    index = SemanticIndex(embedder.dim, threshold, max_entries=len(rows))
+    thresholds = Thresholds(embedder.calibration, CacheSettings().max_error_rate)
+    index = SemanticIndex(embedder.dim, thresholds, max_entries=len(rows))
     far = time.time() + 3600
     counts: dict[str, list[int]] = {}  # lang -> [tp, fp, fn, exact hits]
     for i, row in enumerate(rows):
         index.add(f"p{i}", f"k{i}", vectors[row["a"]], Signature.of(row["a"]), far)
-        hit = index.search(f"p{i}", vectors[row["b"]], Signature.of(row["b"])) is not None
+        hit = index.search(f"p{i}", vectors[row["b"]], Signature.of(row["b"])).match is not None
         keys = [request_keys(ctx_for(t), semantic=False).exact for t in (row["a"], row["b"])]
         tally = counts.setdefault(row["lang"], [0, 0, 0, 0])
         if row["same"]:

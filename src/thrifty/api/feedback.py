@@ -12,6 +12,9 @@ router (`thrifty.store.outcomes`: source ``ab`` when an experiment served it, el
 
 The request log is written in batches, so feedback sent right after the answer may find its row
 still queued: a miss flushes the log and looks once more before answering 404.
+
+Thumbs on an answer that came from the semantic cache are also evidence for its learned
+thresholds: thumbs down says the cached question was not the same one.
 """
 
 from __future__ import annotations
@@ -110,6 +113,8 @@ def feedback_endpoint(rt: Runtime) -> Callable[[Request], Awaitable[Response]]:
                 f"no request {body.request_id!r} in this tenant's request log",
                 param="request_id",
             )
+        if body.thumbs is not None:  # on a semantic hit: evidence for the cache's thresholds
+            rt.cache.feedback(tenant, body.request_id, body.thumbs == "up")
         return json_response(
             {
                 "object": "feedback",

@@ -1,15 +1,17 @@
-"""`thrifty cache stats | clear`: the response cache that the configuration names.
+"""`thrifty cache stats | clear | audit`: the response cache that the configuration names.
 
 With `cache.redis_url` set, both talk to Redis directly (every replica shares that cache), with
 or without a server running. The in-process cache lives inside a running `thrifty serve`:
 `stats` reads its numbers from the server's /metrics, and `clear` asks the server
 (POST /admin/cache/clear), which empties every one of its workers; with no server running there
-is nothing to clear (an in-process cache starts empty).
+is nothing to clear (an in-process cache starts empty). `audit` reads the recent semantic hits
+that servers using this home wrote to $THRIFTY_HOME/cache-audit.jsonl.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any
@@ -30,6 +32,7 @@ Examples:
   thrifty cache stats --format json
   thrifty cache clear --tenant acme -y   # one tenant's answers
   thrifty cache clear -y                 # everything: Redis, or every worker of the server
+  thrifty cache audit -n 50              # recent semantic hits beside the question they matched
 """
 
 
@@ -221,3 +224,38 @@ def _clear_server(base: str, tenant: str | None, yes: bool, what: str, api_key: 
             f"cleared {what} in every worker of {base} "
             f"({dropped} in the worker that answered; the others before their next lookup)"
         )
+
+
+@cache.command("audit")
+@config_option
+@format_option
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--tenant", help="Only this tenant's hits.")
+def audit(config: str | None, output_format: str, limit: int, tenant: str | None) -> None:
+    """Recent semantic hits side by side with the cached question that answered them.
+
+    The text is masked (personal data shows as [EMAIL], [PHONE], ...), as everything thrifty
+    stores. A hit that answered another question is evidence: re-ask that question with
+    `x-thrifty-cache: invalidate`, or give the answer a thumbs down on /v1/feedback.
+    """
+    from thrifty.commands.options import cli_settings
+    from thrifty.gateway.cache.audit import FILENAME, read
+
+    settings = cli_settings(config)
+    path = settings.home / FILENAME
+    rows = read(path, limit, tenant)
+    if output_format == "json":
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        why = "" if settings.cache.semantic else " (cache.semantic is off)"
+        click.echo(f"no semantic hits recorded in {path}{why}")
+        return
+    for row in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.get("time", 0)))
+        click.echo(
+            f"{when}  {row.get('tenant')}  similarity {row.get('similarity'):.3f} "
+            f"(threshold {row.get('threshold'):.3f})  {row.get('request_id')}"
+        )
+        click.echo(f"  asked:   {row.get('question')}")
+        click.echo(f"  matched: {row.get('matched')}")

@@ -47,11 +47,26 @@ class CacheSettings(_Section):
     )
     semantic_threshold: float | None = Field(
         None,
-        description="Cosine similarity at or above which a cached question counts as the same; "
+        description="The similarity where the cache's prior error rate is 1 % (the learned "
+        "thresholds start from it, and near-hits below it are not reported as declined); "
         "default: the model's measured one (0.70 for use-multilingual-v3, 0.93 for "
-        "multilingual-e5-small: precision 0.98, recall 0.70 on tests/data/paraphrases.jsonl).",
+        "multilingual-e5-small).",
         gt=0,
         le=1,
+    )
+    max_error_rate: float = Field(
+        0.01,
+        description="The error rate the semantic cache keeps: a hit is served only where the "
+        "estimated rate of wrong hits at its similarity (prior from the model's calibration, "
+        "updated by feedback, invalidation and shadow checks) is within it.",
+        gt=0,
+        lt=0.5,
+    )
+    audit_hits: int = Field(
+        1000,
+        description="Recent semantic hits kept for `thrifty cache audit` (masked text, in "
+        "$THRIFTY_HOME/cache-audit.jsonl); 0: none.",
+        ge=0,
     )
     semantic_max_chars: int = Field(
         512,

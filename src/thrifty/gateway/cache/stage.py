@@ -16,6 +16,10 @@ unless `cache.shared_pii`. A failing Redis is skipped for a few seconds, never a
 
 The lookup runs on the event loop when the cache is in-process (microseconds); Redis calls and
 embeddings run on small thread pools of their own, so neither blocks the loop.
+
+Semantic hits are remembered for a while by request id: feedback on one (`feedback`), a shadow
+check of one (`check`) or an `invalidate` directive becomes evidence for the learned thresholds,
+and each hit is written, masked, to the audit file that `thrifty cache audit` reads.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ import asyncio
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -36,6 +41,7 @@ import orjson
 from thrifty.backends import Reply
 from thrifty.config import CacheSettings
 from thrifty.context import RequestContext
+from thrifty.gateway.cache import audit
 from thrifty.gateway.cache.base import Backend
 from thrifty.gateway.cache.guard import Signature
 from thrifty.gateway.cache.keys import RequestKeys, deterministic, directives, request_keys
@@ -47,7 +53,8 @@ from thrifty.gateway.stage import Stage
 
 if TYPE_CHECKING:
     from thrifty.gateway.cache.embed import Embedder
-    from thrifty.gateway.cache.semantic import SemanticIndex, Vector
+    from thrifty.gateway.cache.semantic import Match, SemanticIndex, Vector
+    from thrifty.gateway.cache.thresholds import Thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +62,7 @@ T = TypeVar("T")
 
 _BACKOFF_S = 5.0  # after a backend failure, go without the cache this long
 _FINISHED = ("stop", "length")
+_RECENT_HITS = 10_000  # semantic hits remembered for feedback and shadow checks
 
 
 @dataclass(slots=True)
@@ -68,6 +76,15 @@ class _Pending:
     signature: Signature | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SemanticHit:
+    """A semantic hit, kept for feedback and shadow checks (no text: the audit file has it)."""
+
+    tenant: str
+    key: str  # the entry that answered
+    similarity: float
+
+
 class ResponseCache(Stage):
     def __init__(
         self,
@@ -76,6 +93,7 @@ class ResponseCache(Stage):
         *,
         backend: Backend | None = None,
         embedder: Embedder | None = None,
+        home: Path | None = None,
     ) -> None:
         self.settings = settings
         self.enabled = settings.enabled
@@ -85,15 +103,27 @@ class ResponseCache(Stage):
         self.max_entry_bytes = max(1024, settings.max_bytes // 64)  # one answer can't flush all
         self.embedder: Embedder | None = None
         self.index: SemanticIndex | None = None
+        self.thresholds: Thresholds | None = None
+        self.audit: audit.AuditLog | None = None
+        self._hits: OrderedDict[str, SemanticHit] = OrderedDict()  # request id -> hit
+        self._hits_lock = threading.Lock()
         if settings.enabled and settings.semantic:
             from thrifty.gateway.cache.embed import load_embedder
             from thrifty.gateway.cache.semantic import SemanticIndex
+            from thrifty.gateway.cache.thresholds import Calibration, Thresholds
 
             self.embedder = embedder or load_embedder(
                 settings.semantic_model, settings.semantic_threads
             )
-            threshold = settings.semantic_threshold or self.embedder.threshold
-            self.index = SemanticIndex(self.embedder.dim, threshold, settings.max_entries)
+            calibration = self.embedder.calibration
+            if settings.semantic_threshold is not None:
+                calibration = Calibration(settings.semantic_threshold, calibration.scale)
+            self.thresholds = Thresholds(
+                calibration, settings.max_error_rate, max_entries=settings.max_entries
+            )
+            self.index = SemanticIndex(self.embedder.dim, self.thresholds, settings.max_entries)
+            if home is not None and settings.audit_hits > 0:
+                self.audit = audit.AuditLog(home / audit.FILENAME, settings.audit_hits)
         # threads start on first use: an in-process exact cache never starts one
         self._io = ThreadPoolExecutor(4, "thrifty-cache-io") if self.shared is not None else None
         self._embedding = (
@@ -111,6 +141,7 @@ class ResponseCache(Stage):
         if self._embedding is not None:  # load the model's weights now, off the event loop
             assert self.embedder is not None
             self._submit(self._embedding, self.embedder.embed, "warm up")
+            self._submit(self._embedding, _warm_up_guard)
 
     # -- the stage --------------------------------------------------------------------------
 
@@ -133,7 +164,10 @@ class ResponseCache(Stage):
             pending.vector = self._routed_vector(ctx, text)
             if pending.vector is not None:
                 pending.signature = Signature.of(text)
-        if wants.lookup:
+        if wants.invalidate:
+            await self._invalidate(ctx, pending)
+            ctx.cache = "invalidated"
+        elif wants.lookup:
             reply = await self._lookup(ctx, pending)
             if reply is not None:
                 return reply
@@ -170,6 +204,21 @@ class ResponseCache(Stage):
         if raw is not None:
             return self._answer(ctx, raw, "exact", None)
         self.metrics.misses.labels("exact").inc()
+        match = await self._semantic_match(pending)
+        if match is not None:
+            raw = await self._io_call(self.backend.get, match.key, op="get")
+            if raw is not None:
+                self._remember_hit(ctx, pending, match)
+                return self._answer(ctx, raw, "semantic", match.similarity)
+            assert self.index is not None
+            self.index.remove(match.key)  # evicted or expired since it was indexed
+        if self.index is not None:
+            self.metrics.misses.labels("semantic").inc()
+        return None
+
+    async def _semantic_match(self, pending: _Pending) -> Match | None:
+        """The cached question this one may be answered with, if the semantic cache has one."""
+        keys = pending.keys
         if self.index is None or pending.text is None or keys.partition is None:
             return None
         if self.shared is not None:
@@ -177,21 +226,79 @@ class ResponseCache(Stage):
         if not self.index.knows(keys.partition) and not self._indexing.get(keys.partition):
             # nothing to compare with: if the answer is stored, its question is embedded then,
             # off the request's path
-            self.metrics.misses.labels("semantic").inc()
             return None
         vector = pending.vector
         if vector is None:
             vector = await self._embed(pending.text)
         signature = Signature.of(pending.text)
         pending.vector, pending.signature = vector, signature
-        match = self.index.search(keys.partition, vector, signature)
+        found = self.index.search(keys.partition, vector, signature)
+        if found.declined is not None:
+            self.metrics.declined.labels(found.declined).inc()
+        return found.match
+
+    async def _invalidate(self, ctx: RequestContext, pending: _Pending) -> None:
+        """Drop the exact entry, or record that the semantic match would be a wrong hit."""
+        raw = await self._io_call(self.backend.get, pending.keys.exact, op="get")
+        if raw is not None:
+            await self._io_call(self.backend.delete, pending.keys.exact, op="delete")
+            if self.index is not None:
+                self.index.remove(pending.keys.exact)
+            return
+        match = await self._semantic_match(pending)
         if match is not None:
-            raw = await self._io_call(self.backend.get, match.key, op="get")
-            if raw is not None:
-                return self._answer(ctx, raw, "semantic", match.similarity)
-            self.index.remove(match.key)  # evicted or expired since it was indexed
-        self.metrics.misses.labels("semantic").inc()
-        return None
+            self._evidence(match.key, match.similarity, correct=False, source="invalidate")
+
+    def _remember_hit(self, ctx: RequestContext, pending: _Pending, match: Match) -> None:
+        hit = SemanticHit(ctx.tenant, match.key, match.similarity)
+        with self._hits_lock:
+            self._hits[ctx.id] = hit
+            while len(self._hits) > _RECENT_HITS:
+                self._hits.popitem(last=False)
+        if self.audit is not None and pending.text is not None:
+            assert self.thresholds is not None
+            record = audit.hit_record(
+                request_id=ctx.id,
+                tenant=ctx.tenant,
+                question=pending.text,
+                matched=match.question,
+                similarity=match.similarity,
+                threshold=self.thresholds.entry_threshold(match.key),
+                key=match.key,
+            )
+            # a file write: on the embedding thread, after the answer
+            assert self._embedding is not None
+            self._submit(self._embedding, self._write_audit, record)
+
+    def _write_audit(self, record: dict[str, Any]) -> None:
+        assert self.audit is not None
+        try:
+            self.audit.append(record)
+        except OSError as exc:
+            logger.warning("cannot write the cache audit file (%s)", exc)
+
+    # -- evidence ---------------------------------------------------------------------------
+
+    def feedback(self, tenant: str, request_id: str, good: bool) -> bool:
+        """A client's thumbs on an answer: evidence when it was a semantic hit; whether it was."""
+        return self.check(request_id, good, source="feedback", tenant=tenant)
+
+    def check(
+        self, request_id: str, correct: bool, *, source: str = "shadow", tenant: str | None = None
+    ) -> bool:
+        """Whether the semantic hit that answered `request_id` was right (shadow checks)."""
+        with self._hits_lock:
+            hit = self._hits.get(request_id)
+        if hit is None or (tenant is not None and hit.tenant != tenant):
+            return False
+        self._evidence(hit.key, hit.similarity, correct=correct, source=source)
+        return True
+
+    def _evidence(self, key: str, similarity: float, *, correct: bool, source: str) -> None:
+        if self.thresholds is None:
+            return
+        self.thresholds.record(key, similarity, correct)
+        self.metrics.checks.labels(source, "right" if correct else "wrong").inc()
 
     def _answer(
         self, ctx: RequestContext, raw: bytes, kind: str, similarity: float | None
@@ -271,7 +378,8 @@ class ResponseCache(Stage):
         try:
             expires_at = time.time() + pending.ttl_s
             keys, vector, partition = pending.keys, pending.vector, pending.keys.partition
-            self.index.add(partition, keys.exact, vector, pending.signature, expires_at)
+            question = audit.mask(pending.text or "") if self.audit is not None else ""
+            self.index.add(partition, keys.exact, vector, pending.signature, expires_at, question)
             self.metrics.writes.labels("semantic").inc()
             if self.shared is not None:
                 record = VectorRecord(
@@ -280,6 +388,7 @@ class ResponseCache(Stage):
                     expires_at,
                     vector.tobytes(),
                     orjson.dumps(pending.signature.to_list()),
+                    question,
                 )
                 try:
                     self.shared.add_vector(record)
@@ -354,8 +463,18 @@ class ResponseCache(Stage):
                 if record.key in self.index:
                     continue  # this replica's own, or already read
                 vector = np.frombuffer(record.vector, np.float32)
-                signature = Signature.from_list(orjson.loads(record.signature))
-                self.index.add(record.partition, record.key, vector, signature, record.expires_at)
+                try:
+                    signature = Signature.from_list(orjson.loads(record.signature))
+                except (ValueError, TypeError):
+                    continue  # written by an older version: its question is indexed again
+                self.index.add(
+                    record.partition,
+                    record.key,
+                    vector,
+                    signature,
+                    record.expires_at,
+                    record.question,
+                )
 
     def _submit(self, pool: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any) -> None:
         job = pool.submit(fn, *args)
@@ -388,6 +507,10 @@ class ResponseCache(Stage):
         self.metrics.entries.set(stats.entries)
         self.metrics.bytes.set(stats.bytes)
         self.metrics.vectors.set(len(self.index) if self.index is not None else 0)
+        if self.thresholds is not None:
+            rate = self.thresholds.error_rate
+            self.metrics.error_rate.set(float("nan") if rate is None else rate)
+            self.metrics.threshold.set(self.thresholds.threshold)
 
     async def flush(self) -> None:
         """Wait for the writes in flight (tests, benchmarks)."""
@@ -402,6 +525,12 @@ class ResponseCache(Stage):
             if pool is not None:
                 pool.shutdown(wait=True)
         self.backend.close()
+
+
+def _warm_up_guard() -> None:
+    from thrifty.gateway.cache.guard import warm_up
+
+    warm_up()
 
 
 def build_backend(
