@@ -1,4 +1,18 @@
-"""The response cache: hit latency through a real gateway, cache throughput, and its parts.
+"""The response cache: semantic accuracy on held-out pairs, hit latency, throughput, its parts.
+
+Accuracy (first, in this process): tests/data/cache_pairs_heldout.jsonl, written and committed
+before any tuning (near-misses of five kinds, paraphrases; English and Chinese), less the few
+pairs that also appear in the tuning files. Each pair's first question is cached, its second
+looked up. Three caches in the same run, on the same embeddings:
+
+- similarity only, at the model's fixed threshold (a plain semantic cache);
+- today's cache before issue #21: the fixed threshold and the old lexical checks
+  (`_cache_baseline.py`);
+- the new cache: the content guard and the learned thresholds at `cache.max_error_rate`
+  (no evidence yet: the calibration prior alone).
+
+Then the new cache's semantic lookup inside the cache stage (embed, guard, search, answer) with
+every first question indexed in one partition, beside the embedding alone.
 
 A `thrifty serve --no-local` subprocess answers from the fake upstream of `tests/fakes/upstream.py`
 (the baseline: a miss goes there), with the exact and the semantic cache on. The questions are
@@ -48,6 +62,10 @@ from _common import (
 )
 
 PAIRS = ROOT / "tests" / "data" / "paraphrases.jsonl"
+DATA = ROOT / "tests" / "data"
+HELDOUT = DATA / "cache_pairs_heldout.jsonl"
+TUNING = (DATA / "cache_pairs_tuning.jsonl", DATA / "paraphrases.jsonl")
+TARGET_PRECISION, TARGET_RECALL, TARGET_LOOKUP_P99_MS = 0.99, 0.5, 6.0
 MODEL = "fake-chat"
 TARGET_EXACT_P99_MS = 2.0
 TARGET_SEMANTIC_P99_MS = 15.0
@@ -278,9 +296,144 @@ def redis_scan_row(exe: str, vectors: Any) -> list[object]:
     ]
 
 
+# -- accuracy on the held-out pairs ----------------------------------------------------------
+
+
+def heldout_pairs() -> tuple[list[dict[str, Any]], int]:
+    """The held-out pairs less those that also appear in a tuning file; and how many those were."""
+    tuned = {
+        (r["a"], r["b"])
+        for path in TUNING
+        for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())
+    }
+    rows = [json.loads(line) for line in HELDOUT.read_text(encoding="utf-8").splitlines()]
+    kept = [r for r in rows if (r["a"], r["b"]) not in tuned]
+    return kept, len(rows) - len(kept)
+
+
+def accuracy(model: str) -> tuple[list[list[object]], list[list[object]], dict[str, float]]:
+    import _cache_baseline as old
+    from thrifty.config import CacheSettings
+    from thrifty.gateway.cache.embed import load_embedder
+    from thrifty.gateway.cache.guard import Signature
+    from thrifty.gateway.cache.semantic import SemanticIndex
+    from thrifty.gateway.cache.thresholds import Thresholds
+
+    rows, dropped = heldout_pairs()
+    embedder = load_embedder(model)
+    a = embedder.embed_batch([r["a"] for r in rows])
+    b = embedder.embed_batch([r["b"] for r in rows])
+    sims = (a * b).sum(axis=1)
+    fixed = embedder.threshold
+    thresholds = Thresholds(embedder.calibration, CacheSettings().max_error_rate)
+    index = SemanticIndex(embedder.dim, thresholds, max_entries=len(rows))
+    far = time.time() + 3600
+    caches: dict[str, list[bool]] = {"similarity only": [], "today's cache": [], "new cache": []}
+    for i, r in enumerate(rows):
+        caches["similarity only"].append(bool(sims[i] >= fixed))
+        same_old = old.same_question(old.Signature.of(r["a"]), old.Signature.of(r["b"]))
+        caches["today's cache"].append(bool(sims[i] >= fixed) and same_old)
+        index.add(f"p{i}", f"k{i}", a[i], Signature.of(r["a"]), far)
+        found = index.search(f"p{i}", b[i], Signature.of(r["b"])).match
+        caches["new cache"].append(found is not None)
+    kinds = sorted({r["kind"] for r in rows if not r["same"]})
+    print(
+        f"held-out pairs: {len(rows)} ({sum(not r['same'] for r in rows)} near-misses, "
+        f"{sum(r['same'] for r in rows)} paraphrases; {dropped} left out: also in a tuning file); "
+        f"fixed threshold {fixed}, learned thresholds start at {thresholds.threshold} "
+        f"for max_error_rate {thresholds.max_error_rate}",
+        flush=True,
+    )
+    summary: list[list[object]] = []
+    by_kind: list[list[object]] = []
+    figures: dict[str, float] = {}
+    for name, hits in caches.items():
+        tp = sum(h and r["same"] for h, r in zip(hits, rows, strict=True))
+        fp = sum(h and not r["same"] for h, r in zip(hits, rows, strict=True))
+        pos = sum(r["same"] for r in rows)
+        precision, recall = tp / max(1, tp + fp), tp / max(1, pos)
+        recall_by = {
+            lang: sum(h for h, r in zip(hits, rows, strict=True) if r["same"] and r["lang"] == lang)
+            / max(1, sum(r["same"] and r["lang"] == lang for r in rows))
+            for lang in ("en", "zh")
+        }
+        summary.append([name, tp, fp, precision, recall, recall_by["en"], recall_by["zh"]])
+        false_by_kind = [
+            sum(h for h, r in zip(hits, rows, strict=True) if r["kind"] == k) for k in kinds
+        ]
+        by_kind.append([name, *false_by_kind])
+        figures[f"{name} precision"], figures[f"{name} recall"] = precision, recall
+    return summary, [["false hits by kind", *kinds], *by_kind], figures
+
+
+def lookup_latency(model: str, runs: int = 400) -> list[list[object]]:
+    """The new cache's semantic lookup in the stage: embed + guard + search + the answer."""
+    from thrifty.backends import Target
+    from thrifty.config import CacheSettings
+    from thrifty.context import RequestContext
+    from thrifty.gateway.cache import ResponseCache
+    from thrifty.gateway.metrics import Metrics
+
+    rows, _ = heldout_pairs()
+    target = Target("local", cast(Any, None), "smollm2-135m")
+    cache = ResponseCache(CacheSettings(semantic=True, semantic_model=model), Metrics())
+
+    def ctx(question: str) -> RequestContext:
+        body = {"model": "local", "messages": [{"role": "user", "content": question}]}
+        c = RequestContext("chat", {**body, "temperature": 0}, "local", False)
+        c.targets = [target]
+        return c
+
+    answer = {"role": "assistant", "content": "An answer. " * 20}
+    reply = {"choices": [{"index": 0, "message": answer, "finish_reason": "stop"}]}
+
+    async def go() -> tuple[list[float], list[float], int]:
+        for r in rows:  # every first question indexed, in one partition
+            first = ctx(r["a"])
+            await cache(first)
+            first.answered_by, first.reply = target, reply
+            cache.finish(first)
+        await cache.flush()
+        assert cache.embedder is not None
+        lookups, embeds, hits = [], [], 0
+        questions = [r["b"] for r in rows]
+        for i in range(runs):
+            q = questions[i % len(questions)]
+            c = ctx(q)
+            started = time.perf_counter()
+            await cache(c)
+            lookups.append(time.perf_counter() - started)
+            hits += c.cache.startswith("hit-semantic")
+            cache._pending.pop(c.id, None)  # nothing stored: every run is a lookup
+            started = time.perf_counter()
+            cache.embedder.embed(q)
+            embeds.append(time.perf_counter() - started)
+        return lookups, embeds, hits
+
+    lookups, embeds, hits = asyncio.run(go())
+    cache.close()
+    return [
+        [
+            f"semantic lookup in the stage ({len(rows)} questions indexed, {hits} hits)",
+            runs,
+            percentile(lookups, 0.5) * 1000,
+            percentile(lookups, 0.99) * 1000,
+        ],
+        [
+            "  of which: embed the question",
+            runs,
+            percentile(embeds, 0.5) * 1000,
+            percentile(embeds, 0.99) * 1000,
+        ],
+    ]
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("-n", "--requests", type=int, default=2000, help="hits per row")
+    parser.add_argument(
+        "--accuracy-only", action="store_true", help="the held-out accuracy and lookup only"
+    )
     parser.add_argument(
         "--model",
         default="use-multilingual-v3",
@@ -292,6 +445,34 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    print(machine_header(f"response cache: semantic accuracy and hits ({args.model})"), flush=True)
+    summary, by_kind, figures = accuracy(args.model)
+    print()
+    print(
+        table(
+            ["cache", "right hits", "wrong hits", "precision", "recall", "recall en", "recall zh"],
+            summary,
+        )
+    )
+    print()
+    print(table(by_kind[0], by_kind[1:]))
+    lookup = lookup_latency(args.model)
+    print()
+    print(table(["semantic lookup, in this process", "runs", "p50 ms", "p99 ms"], lookup))
+    print()
+    precision, recall = figures["new cache precision"], figures["new cache recall"]
+    old_precision, old_recall = figures["today's cache precision"], figures["today's cache recall"]
+    verdict = "met" if precision >= TARGET_PRECISION and recall >= TARGET_RECALL else "MISSED"
+    print(
+        f"target: precision >= {TARGET_PRECISION} with recall >= {TARGET_RECALL}: "
+        f"{precision:.3f} / {recall:.3f} ({verdict}; today's cache "
+        f"{old_precision:.3f} / {old_recall:.3f})"
+    )
+    p99 = float(cast(float, lookup[0][3]))
+    verdict = "met" if p99 <= TARGET_LOOKUP_P99_MS else "MISSED"
+    print(f"target: semantic lookup p99 <= {TARGET_LOOKUP_P99_MS:g} ms: {p99:.2f} ms ({verdict})")
+    if args.accuracy_only:
+        return
     print(machine_header(f"response cache: hits through thrifty serve ({args.model})"), flush=True)
     with tempfile.TemporaryDirectory(prefix="thrifty-bench-") as tmp, start_fake_upstream() as up:
         config = {
