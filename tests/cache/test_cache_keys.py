@@ -156,3 +156,52 @@ def test_bad_directives_are_400(body: dict[str, Any], headers: dict[str, str]) -
     with pytest.raises(InvalidRequest) as info:
         directives(ctx_for(body, headers=headers))
     assert info.value.status == 400
+
+
+ANSWER_CHANGERS = [
+    {"tools": [{"type": "function", "function": {"name": "lookup_order"}}]},
+    {"tool_choice": "none"},
+    {"response_format": {"type": "json_object"}},
+    {"response_format": {"type": "json_schema", "json_schema": {"name": "city"}}},
+    {"temperature": 0.7},
+    {"top_p": 0.5},
+    {"seed": 1},
+    {"presence_penalty": 0.5},
+    {"frequency_penalty": 0.5},
+    {"logit_bias": {"50256": -100}},
+    {"n": 2},
+    {"max_tokens": 7},
+]
+
+
+@pytest.mark.parametrize("change", ANSWER_CHANGERS)
+def test_tools_formats_and_sampling_separate_exact_keys_and_partitions(
+    change: dict[str, Any],
+) -> None:
+    base = {"messages": HI, "temperature": 0}
+    a = request_keys(ctx_for(base), semantic=True)
+    b = request_keys(ctx_for({**base, **change}), semantic=True)
+    assert a.exact != b.exact
+    assert a.partition is not None and b.partition is not None and a.partition != b.partition
+
+
+def test_earlier_turns_and_tenants_separate_partitions() -> None:
+    def partition(messages: list[dict[str, Any]], tenant: str = "acme") -> str | None:
+        body = {"messages": messages, "temperature": 0}
+        return request_keys(ctx_for(body, tenant=tenant), semantic=True).partition
+
+    earlier = [
+        {"role": "user", "content": "I live in Lyon."},
+        {"role": "assistant", "content": "Noted."},
+    ]
+    other_earlier = [earlier[0], {"role": "assistant", "content": "Noted, Lyon."}]
+    tool_result = [*earlier, {"role": "tool", "tool_call_id": "c1", "content": "{}"}]
+    assert partition(HI) != partition([*earlier, *HI])
+    assert partition([*earlier, *HI]) != partition([*other_earlier, *HI])
+    assert partition([*earlier, *HI]) != partition([*tool_result, *HI])
+    assert partition(HI, "acme") != partition(HI, "globex")
+    named = [{**HI[0], "name": "alice"}]
+    assert partition(HI) != partition(named)  # the last turn's other fields count too
+    assert partition([*earlier, *HI]) == partition(
+        [*earlier, {"role": "user", "content": "Which city is France's capital?"}]
+    )

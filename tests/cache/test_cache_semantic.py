@@ -4,7 +4,8 @@ The model tests run both shipped models for real: USE multilingual v3 (the defau
 multilingual-e5-small; the `semantic` extra has them inside their wheels, nothing is downloaded.
 The labeled set tests/data/paraphrases.jsonl holds 330 pairs, English and Chinese: paraphrases,
 hard negatives (another order number, city, verb or language) and a few unrelated pairs; at each
-model's default threshold precision must stay >= 0.95.
+model's default threshold, with the content guard and learned thresholds (their prior),
+precision must stay >= 0.98.
 """
 
 from __future__ import annotations
@@ -252,7 +253,7 @@ def test_a_new_partition_costs_no_embedding_on_the_request_path(cache: ResponseC
 
 
 def test_paraphrase_set_precision(embedder: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    """Precision >= 0.95 at the default threshold; recall and the exact cache's hit rate printed."""
+    """Precision >= 0.98 at the default threshold; recall and the exact cache's hit rate printed."""
     rows = [json.loads(line) for line in PAIRS.read_text(encoding="utf-8").splitlines()]
     assert len(rows) >= 300
     texts = sorted({t for r in rows for t in (r["a"], r["b"])})
@@ -290,5 +291,5 @@ def test_paraphrase_set_precision(embedder: Any, capsys: pytest.CaptureFixture[s
             f"  all    precision {precision:.3f}  recall {recall:.3f}  "
             f"exact-cache hit rate {exact / max(1, tp + fn):.3f}"
         )
-    assert precision >= 0.95
+    assert precision >= 0.98
     assert recall >= 0.5  # not a cache that never answers

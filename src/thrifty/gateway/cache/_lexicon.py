@@ -21,7 +21,8 @@ by with about as and or but if so than then into onto up out any some also just 
 want like need get got way possible way's there's what's how's it's i'm i'd i'll you're let's is
 it whats hows im id ill youre lets anything something someone anyone am allowed make makes made
 kind type thing stuff able process step steps method ways tips exactly actually usually normally
-typically generally currently still ever much many often one ones via describe
+typically generally currently still ever much many often one ones via describe go goes going
+have has
 """
 )
 
@@ -442,6 +443,7 @@ ZH_SYNONYMS = {
     "相片": "图片",
     "电脑": "计算机",
     "营业": "开门",
+    "提醒": "通知",
     **dict.fromkeys(["送货", "发货", "派送", "送"], "配送"),
     **dict.fromkeys(["星期天", "星期日", "礼拜天", "礼拜日", "周天"], "周日"),
     **{f"星期{d}": f"周{d}" for d in "一二三四五六"},

@@ -291,20 +291,21 @@ def _english(text: str) -> Signature:
             codes.add(low)
             pending = None
             continue
-        words.append(low)
         if low in EN_NUMBERS:
             # "one" is often a pronoun ("a new one"): a number only when a unit follows
             numbers.append((EN_NUMBERS[low] + ("?" if low == "one" else ""), unit_before or ""))
             unit_before, pending = None, len(numbers) - 1
+            words.append(low)
             continue
         if pending is not None:
             unit = EN_UNITS.get(low) or EN_UNITS.get(_fold(low))
-            if unit is not None:
+            if unit is not None:  # the number's unit: compared with it, not as a word
                 numbers[pending] = (numbers[pending][0], unit)
                 pending = None
                 continue
             if low not in EN_STOP:
                 pending = None
+        words.append(low)
         if not was_start and raw != "I" and low not in EN_STOP:
             if len(raw) == 1 and raw.isupper():
                 codes.add(low)  # Model Y, Series X, Plan B
@@ -336,14 +337,13 @@ def _finish(
     while i < len(folded):
         word = folded[i]
         pair = f"{word} {folded[i + 1]}" if i + 1 < len(folded) else ""
-        if pair in EN_PHRASES:
-            word, i = EN_PHRASES[pair], i + 1
-        i += 1
+        phrase = EN_PHRASES.get(pair) if not cjk else None
+        i += 2 if phrase else 1
         if not cjk and word in ("not", "never", "no", "without"):
             negations += 1
             continue
-        word = (ZH_SYNONYMS if cjk else EN_SYNONYMS).get(word, word)
-        pole = (ZH_POLARITY if cjk else EN_POLARITY).get(word)
+        word = phrase or (ZH_SYNONYMS if cjk else EN_SYNONYMS).get(word, word)
+        pole = word if word[-1] in "+-" else (ZH_POLARITY if cjk else EN_POLARITY).get(word)
         if pole is not None:
             polarity.add(pole)
             word = pole
@@ -372,7 +372,7 @@ def _finish(
 def _is_content(word: str, cjk: bool) -> bool:
     if cjk:
         return bool(_HAS_CJK.search(word)) and word not in ZH_STOP
-    return len(word) > 1 and word not in EN_STOP and not word.isdigit()
+    return len(word) > 1 and word not in EN_STOP and word not in EN_NUMBERS
 
 
 def _stem(word: str) -> str:
@@ -443,7 +443,7 @@ def _chinese(text: str) -> Signature:
         if flag == "ns":
             places.append(word)
         if flag == "t" or word in ZH_TIMES:
-            times.append(word)
+            times.append(ZH_SYNONYMS.get(word, word))
         if flag == "m" and _ZH_NUMBER_WORD.fullmatch(word):
             continue  # a number: compared above
         words.append(word)

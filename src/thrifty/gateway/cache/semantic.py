@@ -45,6 +45,7 @@ class Search:
     match: Match | None = None
     declined: str | None = None  # guard reason, "unvouched" or "entry"
     declined_similarity: float = 0.0
+    declined_key: str = ""
 
 
 @dataclass(slots=True)
@@ -139,7 +140,7 @@ class SemanticIndex:
             expired: list[str] = []
             found: Match | None = None
             declined: str | None = None
-            declined_sim = 0.0
+            declined_sim, declined_key = 0.0, ""
             for i in best:
                 key, sim = bucket.keys[i], float(sims[i])
                 if bucket.expires[i] <= now:
@@ -152,10 +153,12 @@ class SemanticIndex:
                     found = Match(key, sim, bucket.questions[i])
                     break
                 if declined is None and sim >= self.near:
-                    declined, declined_sim = why, sim
+                    declined, declined_sim, declined_key = why, sim, key
             for key in expired:
                 self._remove(key)
-            return Search(found, None if found else declined, declined_sim)
+            if found is not None:
+                return Search(found)
+            return Search(None, declined, declined_sim, declined_key)
 
     def question(self, key: str) -> str | None:
         with self._lock:

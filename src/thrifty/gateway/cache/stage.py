@@ -78,11 +78,16 @@ class _Pending:
 
 @dataclass(frozen=True, slots=True)
 class SemanticHit:
-    """A semantic hit, kept for feedback and shadow checks (no text: the audit file has it)."""
+    """A semantic hit, kept for feedback and shadow checks (no text: the audit file has it).
+
+    Also a near-hit the learned thresholds declined (`served` False): a shadow check of it
+    against the model's fresh answer is how a closed similarity band earns its way back.
+    """
 
     tenant: str
-    key: str  # the entry that answered
+    key: str  # the entry that answered (or would have)
     similarity: float
+    served: bool = True
 
 
 class ResponseCache(Stage):
@@ -204,7 +209,7 @@ class ResponseCache(Stage):
         if raw is not None:
             return self._answer(ctx, raw, "exact", None)
         self.metrics.misses.labels("exact").inc()
-        match = await self._semantic_match(pending)
+        match = await self._semantic_match(ctx, pending)
         if match is not None:
             raw = await self._io_call(self.backend.get, match.key, op="get")
             if raw is not None:
@@ -216,7 +221,7 @@ class ResponseCache(Stage):
             self.metrics.misses.labels("semantic").inc()
         return None
 
-    async def _semantic_match(self, pending: _Pending) -> Match | None:
+    async def _semantic_match(self, ctx: RequestContext, pending: _Pending) -> Match | None:
         """The cached question this one may be answered with, if the semantic cache has one."""
         keys = pending.keys
         if self.index is None or pending.text is None or keys.partition is None:
@@ -227,14 +232,19 @@ class ResponseCache(Stage):
             # nothing to compare with: if the answer is stored, its question is embedded then,
             # off the request's path
             return None
-        vector = pending.vector
-        if vector is None:
-            vector = await self._embed(pending.text)
-        signature = Signature.of(pending.text)
+        if pending.vector is not None and pending.signature is not None:
+            vector, signature = pending.vector, pending.signature  # the router's embedding
+        else:
+            embedding = self._embed(pending.text)  # on its thread, while the guard reads
+            signature = Signature.of(pending.text)
+            vector = await embedding
         pending.vector, pending.signature = vector, signature
         found = self.index.search(keys.partition, vector, signature)
         if found.declined is not None:
             self.metrics.declined.labels(found.declined).inc()
+            if found.declined == "unvouched":  # the guard agreed: worth a shadow check
+                near = SemanticHit(ctx.tenant, found.declined_key, found.declined_similarity, False)
+                self._keep(ctx.id, near)
         return found.match
 
     async def _invalidate(self, ctx: RequestContext, pending: _Pending) -> None:
@@ -245,16 +255,12 @@ class ResponseCache(Stage):
             if self.index is not None:
                 self.index.remove(pending.keys.exact)
             return
-        match = await self._semantic_match(pending)
+        match = await self._semantic_match(ctx, pending)
         if match is not None:
             self._evidence(match.key, match.similarity, correct=False, source="invalidate")
 
     def _remember_hit(self, ctx: RequestContext, pending: _Pending, match: Match) -> None:
-        hit = SemanticHit(ctx.tenant, match.key, match.similarity)
-        with self._hits_lock:
-            self._hits[ctx.id] = hit
-            while len(self._hits) > _RECENT_HITS:
-                self._hits.popitem(last=False)
+        self._keep(ctx.id, SemanticHit(ctx.tenant, match.key, match.similarity))
         if self.audit is not None and pending.text is not None:
             assert self.thresholds is not None
             record = audit.hit_record(
@@ -270,6 +276,12 @@ class ResponseCache(Stage):
             assert self._embedding is not None
             self._submit(self._embedding, self._write_audit, record)
 
+    def _keep(self, request_id: str, hit: SemanticHit) -> None:
+        with self._hits_lock:
+            self._hits[request_id] = hit
+            while len(self._hits) > _RECENT_HITS:
+                self._hits.popitem(last=False)
+
     def _write_audit(self, record: dict[str, Any]) -> None:
         assert self.audit is not None
         try:
@@ -279,17 +291,23 @@ class ResponseCache(Stage):
 
     # -- evidence ---------------------------------------------------------------------------
 
+    def semantic_hit(self, request_id: str) -> SemanticHit | None:
+        """The semantic hit (or declined near-hit) of a recent request: what a shadow checks."""
+        with self._hits_lock:
+            return self._hits.get(request_id)
+
     def feedback(self, tenant: str, request_id: str, good: bool) -> bool:
         """A client's thumbs on an answer: evidence when it was a semantic hit; whether it was."""
-        return self.check(request_id, good, source="feedback", tenant=tenant)
+        hit = self.semantic_hit(request_id)
+        if hit is None or not hit.served or hit.tenant != tenant:
+            return False
+        return self.check(request_id, good, source="feedback")
 
-    def check(
-        self, request_id: str, correct: bool, *, source: str = "shadow", tenant: str | None = None
-    ) -> bool:
-        """Whether the semantic hit that answered `request_id` was right (shadow checks)."""
-        with self._hits_lock:
-            hit = self._hits.get(request_id)
-        if hit is None or (tenant is not None and hit.tenant != tenant):
+    def check(self, request_id: str, correct: bool, *, source: str = "shadow") -> bool:
+        """Whether the cached answer of `request_id`'s semantic (near-)hit was right, as a
+        shadow check comparing it with a fresh answer found; False if no such hit is known."""
+        hit = self.semantic_hit(request_id)
+        if hit is None:
             return False
         self._evidence(hit.key, hit.similarity, correct=correct, source=source)
         return True
@@ -432,11 +450,9 @@ class ResponseCache(Stage):
         vector: Vector = features.embedding
         return vector
 
-    async def _embed(self, text: str) -> Vector:
+    def _embed(self, text: str) -> asyncio.Future[Vector]:
         assert self._embedding is not None
-        return await asyncio.get_running_loop().run_in_executor(
-            self._embedding, self._embed_now, text
-        )
+        return asyncio.get_running_loop().run_in_executor(self._embedding, self._embed_now, text)
 
     def _embed_now(self, text: str) -> Vector:
         assert self.embedder is not None
