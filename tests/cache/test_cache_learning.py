@@ -50,12 +50,12 @@ def ctx_for(content: str, *, tenant: str = "acme", **body: Any) -> RequestContex
 
 
 def ask(cache: ResponseCache, ctx: RequestContext, answer: str = "Answer.") -> Reply | None:
-    hit = asyncio.run(cache(ctx))
+    hit = asyncio.run(cache.on_request(ctx))
     if hit is None:
         ctx.answered_by = LOCAL
         message = {"role": "assistant", "content": answer}
         ctx.reply = {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
-    cache.finish(ctx)
+    cache.on_finish(ctx)
     asyncio.run(cache.flush())
     return hit
 
