@@ -125,6 +125,12 @@ def test_route_eval_resumes_after_an_interruption_and_reports(
         assert points[-1]["cloud_share"] == 1.0 and points[-1]["quality"] == 1.0
         assert all(0 <= p["cloud_share"] <= 1 for p in points)
         assert result["at_quality"]["target"] == 0.95
+        # all stored: a third run asks nothing, and sweeps the configured (heuristic) scorer
+        third = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert third.returncode == 0, third.stderr
+        assert fake_local.stats()["requests"] == asked
+        assert "16 items" in third.stdout and "APGR" in third.stdout and "CPT" in third.stdout
+        assert "100.0%" in third.stdout  # the all-cloud point
         outcomes = query(server.database_url, "SELECT * FROM outcomes WHERE source = 'eval'")
     assert len(outcomes) == 32  # 16 items x 2 targets
     by_target: dict[str, list[int]] = {}
