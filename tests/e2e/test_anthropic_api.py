@@ -31,9 +31,11 @@ def server(fake: FakeUpstream) -> Iterator[ThriftyServer]:
     config = {
         "local": {"parallel": 2, "ctx_size": 2048},
         "upstreams": [
-            {"name": "cloud", "base_url": fake.url, "models": {"deepseek-chat": "deepseek-chat"}}
+            {"name": "cloud", "base_url": fake.url, "models": {"deepseek-chat": "deepseek-chat"},
+             "max_retries": 0}
         ],
-    }
+        "router": {"rules": [{"name": "cloud-first", "target": ["deepseek-chat", "local"]}]},
+    }  # fmt: skip
     with ThriftyServer(config=config) as srv:
         yield srv
 
@@ -143,3 +145,19 @@ def test_errors_in_anthropics_shape(client: anthropic.Anthropic) -> None:
         client.messages.create(
             model="claude-nonexistent", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
         )
+
+
+def test_a_fallback_shows_in_the_reason(server: ThriftyServer, fake: FakeUpstream) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
+    fake.set_mode("http500", times=1)
+    try:
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+        )
+    finally:
+        fake.set_mode("ok")
+    assert raw.headers["x-thrifty-route"] == "local"
+    reason = raw.headers["x-thrifty-reason"]
+    assert reason == "rule:cloud-first; fallback deepseek-chat -> local: upstream_error", reason

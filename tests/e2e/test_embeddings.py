@@ -149,3 +149,15 @@ def test_langchain_openai_embeddings(server: ThriftyServer, keys: dict[str, str]
     query = embedder.embed_query("What is the capital of China?")
     assert len(docs) == 2 and len(query) == 512
     assert np.dot(query, docs[0]) > 0.3
+
+
+def test_models_lists_only_what_the_key_may_use(
+    server: ThriftyServer, keys: dict[str, str]
+) -> None:
+    everything = {m.id for m in sdk(server, keys["admin"]).models.list()}
+    restricted = sdk(server, keys["local_only"])
+    mine = {m.id for m in restricted.models.list()}
+    assert "cloud-embed" in everything and "cloud-embed" not in mine
+    assert mine <= everything
+    with pytest.raises(openai.NotFoundError):
+        restricted.models.retrieve("cloud-embed")

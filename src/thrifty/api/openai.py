@@ -96,12 +96,31 @@ class OpenAIService:
         headers["x-thrifty-cost-usd"] = cost_header(ctx)
         return json_response(answer, headers=headers)
 
+    def _cards(self, request: Request) -> list[dict[str, Any]]:
+        """The model cards the caller's key may use (all of them for an unrestricted key)."""
+        cards = self.rt.model_cards()
+        key = getattr(request.state, "key", None)
+        allowed = key.models if key is not None else None
+        if allowed is None:
+            return cards
+        registry, routers = self.rt.registry, self.rt.router.models
+
+        def usable(name: str) -> bool:
+            target = registry.resolve(name)
+            return (
+                name in allowed
+                or name in routers
+                or (target is not None and target.route in allowed)
+            )
+
+        return [card for card in cards if usable(card["id"])]
+
     async def models(self, request: Request) -> Response:
-        return json_response({"object": "list", "data": self.rt.model_cards()})
+        return json_response({"object": "list", "data": self._cards(request)})
 
     async def model(self, request: Request) -> Response:
         name = request.path_params["model"]
-        for card in self.rt.model_cards():
+        for card in self._cards(request):
             if card["id"] == name:
                 return json_response(card)
         return error_response(ModelNotFound(f"The model `{name}` does not exist", param="model"))
