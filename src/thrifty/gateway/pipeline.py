@@ -175,13 +175,43 @@ class Stream:
         """The JSON payloads of the client's SSE events; a batch leaves in one write.
 
         An error after the first byte is reported as a last error event (the status is sent).
+        One loop with local names: it runs for every event of every stream.
         """
-        ctx = self.ctx
+        ctx, filters, whole, wants_usage = self.ctx, self.filters, self.whole, self.wants_usage
+        parse_all = bool(filters) or whole is not None
         try:
             async for batch in self.source:
                 out: list[bytes] = []
                 for data in batch:
-                    self._event(data, out)
+                    if not parse_all and not needs_parse(data):
+                        if self.finish_chunk is not None:  # a choice went on after one finished
+                            self._release(out)
+                        out.append(data)  # the common case: it leaves as it came
+                        continue
+                    chunk = _event(data, ctx)
+                    usage = chunk.get("usage")
+                    if usage is not None:
+                        if isinstance(usage, dict):
+                            ctx.usage = usage
+                        if not chunk.get("choices"):
+                            self.usage_chunk = chunk  # held: the cost goes into it at the end
+                            continue
+                        if not wants_usage:
+                            del chunk["usage"]  # some servers put usage on the last choice chunk
+                            data = b""
+                    if whole is not None:
+                        whole.add(chunk)
+                    if filters:
+                        for f in filters:
+                            chunk = f.chunk(chunk)
+                        data = b""
+                    if not wants_usage and _finishes(chunk):
+                        self._release(out)
+                        self.finish_chunk = chunk  # held: the cost rides on it
+                        continue
+                    if self.finish_chunk is not None:
+                        self._release(out)
+                    out.append(data or orjson.dumps(chunk))
                 if out:
                     yield out
             yield self._end()
@@ -193,41 +223,6 @@ class Stream:
             aclose = getattr(self.source, "aclose", None)
             if aclose is not None:
                 await aclose()  # an upstream we stopped reading is closed now, not by GC
-
-    def _event(self, data: bytes, out: list[bytes]) -> None:
-        if not (self.filters or self.whole is not None or needs_parse(data)):
-            if self.finish_chunk is not None:  # a choice went on after another one finished
-                self._release(out)
-            out.append(data)  # the common case: nothing to read in it, it leaves as it came
-            return
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(f"{self.ctx.route} sent a stream event that is not JSON") from None
-        if not isinstance(chunk, dict):
-            raise UpstreamError(f"{self.ctx.route} sent a stream event that is not an object")
-        usage = chunk.get("usage")
-        if isinstance(usage, dict):
-            self.ctx.usage = usage
-        if not chunk.get("choices"):
-            if usage is not None:
-                self.usage_chunk = chunk
-                return
-        elif usage is not None and not self.wants_usage:
-            del chunk["usage"]  # some servers put usage on the last choice chunk
-            data = b""
-        if self.whole is not None:
-            self.whole.add(chunk)
-        if self.filters:
-            chunk = self._filter(chunk, 0)
-            data = b""
-        if not self.wants_usage and _finishes(chunk):
-            self._release(out)
-            self.finish_chunk = chunk
-            return
-        if self.finish_chunk is not None:
-            self._release(out)
-        out.append(data or orjson.dumps(chunk))
 
     def _filter(self, chunk: Chunk, start: int) -> Chunk:
         for f in self.filters[start:]:
@@ -284,11 +279,22 @@ class Stream:
         self.gateway.finish(self.ctx, self.depth)
 
 
+def _event(data: bytes, ctx: RequestContext) -> Chunk:
+    """A stream event's JSON object; anything else is the target's failure, not ours."""
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(f"{ctx.route} sent a stream event that is not JSON") from None
+    if not isinstance(chunk, dict):
+        raise UpstreamError(f"{ctx.route} sent a stream event that is not an object")
+    return chunk
+
+
 def _finishes(chunk: Chunk) -> bool:
-    return any(
-        isinstance(c, dict) and c.get("finish_reason") is not None
-        for c in chunk.get("choices") or ()
-    )
+    for choice in chunk.get("choices") or ():
+        if isinstance(choice, dict) and choice.get("finish_reason") is not None:
+            return True
+    return False
 
 
 def cost_header(ctx: RequestContext) -> str:
