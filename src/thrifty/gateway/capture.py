@@ -1,18 +1,18 @@
 """Capture for distillation: cloud answers of opted-in tenants, kept as training samples.
 
 Off by default (`distill.capture_tenants` empty): then `build_capture` returns None and the
-gateway holds neither the stage nor the finisher, so the hot path does no work at all. On, it is
-one stage and one finisher:
+gateway does not hold the stage, so the hot path does no work at all. On, it is one stage:
 
-- the stage (last in the pipeline, when the targets are final) asks for a streamed answer to be
-  reassembled (`ctx.capture_stream`) when the tenant opted in and a target may be captured;
-- the finisher queues a `Sample` for the batching writer when a captured route answered with
+- on the way in (last, when the targets are final) it asks for a streamed answer to be
+  reassembled (`ctx.keep_reply`) when the tenant opted in and a target may be captured;
+- when finished it queues a `Sample` for the batching writer when a captured route answered with
   200: the messages exactly as the upstream received them, and the answer's text.
 
-Privacy comes first. A request with personal data is never captured unless it was masked before
-it left; then the masked messages are stored, and the answer with the placeholders the cloud
-wrote (values restored for the client are masked again). As a last line, a sample whose answer
-still shows personal data to the detector is dropped: nothing stored carries any it can see.
+Privacy comes first. A request with personal data is never captured unless it was masked before it
+left; then the masked messages are stored, and the answer as the cloud wrote it, with its
+placeholders (`ctx.reply` is the model's answer; values are restored only in what leaves). As a
+last line, a sample whose answer still shows personal data to the detector is dropped: nothing
+stored carries any it can see.
 """
 
 from __future__ import annotations

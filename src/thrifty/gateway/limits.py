@@ -16,9 +16,10 @@ and so that the route is known when the money a request may cost is estimated:
   nothing: their cost is engine time, known only after). So spending stops within one request's
   cost of the quota, and no burst of concurrent requests passes the hard cap (2×: 200%).
 
-When the answer is done, a finisher (run after the meter) swaps the reservation for what the
-request really used: `ctx.usage` tokens and `ctx.cost_nanos`. A request that reached a model but
-whose usage is unknown (its client left mid-stream) is charged its reservation.
+When the answer is done, the stage's finish half (the meter has priced it by then) swaps the
+reservation for what the request really used: `ctx.usage` tokens and `ctx.cost_nanos`. A request
+that reached a model but whose usage is unknown (its client left mid-stream) is charged its
+reservation.
 
 The counters live in-process (`InProcessCounters`: one replica, a few µs per request) or in Redis
 (`limits_redis.RedisCounters`: every replica, exact, one Lua script per admission and per charge).
@@ -223,7 +224,7 @@ def _daily_refusal(used: int, held: int, want: int, quota: int, cap: int) -> boo
     return used >= quota or used + want > cap
 
 
-# --- the stage and its finisher --------------------------------------------------------------
+# --- the stage: admit on the way in, charge when finished -----------------------------------------
 
 
 class QuotaUnavailable(ThriftyError):
@@ -235,7 +236,7 @@ class QuotaUnavailable(ThriftyError):
 
 
 class Limiter(Stage):
-    """The pipeline stage that admits a request, and the finisher that charges it."""
+    """The stage that admits a request on its way in and charges it when it is finished."""
 
     def __init__(
         self,
@@ -314,7 +315,7 @@ class Limiter(Stage):
 
     def _sweep(self) -> None:
         """Release reservations whose request never finished (an unexpected error upstream of
-        the finishers): they would hold quota until the day ends."""
+        the finish halves): they would hold quota until the day ends."""
         cutoff = time.time() - _STALE_S
         for rid, reservation in list(self._held.items()):
             if reservation.held_at < cutoff:

@@ -59,7 +59,7 @@ _DIRECTIONS: dict[str, frozenset[Direction]] = {
     "output": frozenset(("output",)),
     "both": frozenset(("input", "output")),
 }
-_MAX_OPEN = 4096  # findings kept for requests not finished yet (the finisher pops them)
+_MAX_OPEN = 4096  # findings kept for requests not finished yet (on_finish pops them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +290,8 @@ class SelfCheck(Protocol):
 
 
 class Moderation(Stage):
-    """The input stage, the checks on answers, and the finisher that samples for review."""
+    """Word lists on the request (on the way in) and on the answer (whole or streamed); findings
+    sampled for review when the request is finished."""
 
     def __init__(
         self,

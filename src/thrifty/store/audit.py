@@ -14,7 +14,7 @@ A plain hash chain can be recomputed by whoever can write the database, and losi
 rows leaves no trace in it: keep the head that `thrifty audit verify` prints somewhere else
 (a ticket, a log shipper) and compare it later.
 
-Writers: `AuditLog.record` is a gateway finisher that queues one event per request; a writer
+Writers: `AuditLog.record` is one of the meter's records: it queues one event per request; a writer
 thread appends them in batches, off the hot path. Admin actions are appended by `append` inside
 the very transaction that makes the change, so no key change goes unaudited. Every append runs
 in an exclusive transaction (`Connection.transaction("exclusive")`: BEGIN IMMEDIATE on SQLite,
@@ -163,7 +163,7 @@ def tail(conn: Connection, n: int) -> list[dict[str, Any]]:
 
 
 class AuditLog(BatchWriter[AuditEvent]):
-    """The in-process writer: `record` (a finisher) and `add` queue; a thread appends batches.
+    """The in-process writer: `record` (a meter record) and `add` queue; a thread appends batches.
 
     A batch is retried after a lost connection. Were the connection lost while its COMMIT was
     already done, the retry would chain those events a second time (with new `seq`s; the chain

@@ -1,8 +1,8 @@
 """The moderation review queue: a sample of flagged requests, for a person to mark ok or bad.
 
-`ReviewQueue.add` is called from a gateway finisher, so it only hands the item to one writer
-thread; `ReviewStore` is the plain database access that the writer and `thrifty review` share.
-The table is created by the `0004_moderation_review` migration.
+`ReviewQueue.add` is called when a request is finished (moderation's on_finish), so it only hands
+the item to one writer thread; `ReviewStore` is the plain database access that the writer and
+`thrifty review` share. The table is created by the `0004_moderation_review` migration.
 """
 
 from __future__ import annotations

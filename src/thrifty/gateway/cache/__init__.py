@@ -3,7 +3,7 @@
 - `keys`: what names an answer (exact key, semantic partition) and the request's directives;
 - `memory`, `redis`: the in-process and the shared backend (one protocol, `base.Backend`);
 - `guard`, `semantic`, `embed`: the semantic cache (lexical checks, vector index, embeddings);
-- `stage`: `ResponseCache`, the pipeline stage that looks up and the finisher that stores.
+- `stage`: `ResponseCache`, the stage that looks up on the way in and stores when finished.
 """
 
 from thrifty.gateway.cache.base import MissingExtra

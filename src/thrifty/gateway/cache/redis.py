@@ -17,7 +17,7 @@ until both bounds hold. It returns what it evicted so this replica can drop thos
 once; other replicas drop theirs when a hit finds the entry gone.
 
 Calls are synchronous (redis-py's blocking client): the cache stage runs them on its own small
-thread pool, which works from any event loop and from finishers that are not coroutines. The
+thread pool, which works from any event loop and from finish halves that are not coroutines. The
 scripts build keys from the prefix, so this needs one Redis (or a primary), not Redis Cluster.
 """
 

@@ -1,14 +1,15 @@
-"""The cache stage (lookup, before any model is called) and its finisher (the write, after).
+"""The cache stage: lookup on the way in (before any model is called), the write when finished.
 
 Lookup: requests the cache may serve (by default, reproducible ones: temperature 0 or a seed)
 are looked up by their exact key, then, when the semantic cache is on, by the nearest cached
 question in their partition. A hit answers the request: route `cache`, no model called, the
 original usage kept so that the meter prices the baseline the hit saved.
 
-Write: the finisher stores the answer of a request that missed (or asked `no-cache`) once it is
-complete and succeeded, streamed answers included (the API reassembles them when the stage sets
-`capture_stream`). Only an answer from the target the key names is stored: a fallback's answer
-would otherwise pin a worse model's reply under the preferred model's key.
+Write: the finish half stores the answer of a request that missed (or asked `no-cache`) once it is
+complete and succeeded, streamed answers included (the gateway reassembles them when the stage sets
+`ctx.keep_reply`). What is stored is the answer as the model gave it: moderation and privacy run on
+every answer that leaves, cache hits too. Only an answer from the target the key names is stored: a
+fallback's answer would otherwise pin a worse model's reply under the preferred model's key.
 
 What a request never touches: the cache when its prompt was masked for the cloud (its answer was
 written for placeholders); the shared (Redis) cache when its prompt carries personal data,
@@ -67,7 +68,7 @@ _RECENT_HITS = 10_000  # semantic hits remembered for feedback and shadow checks
 
 @dataclass(slots=True)
 class _Pending:
-    """What the finisher needs to store a request's answer."""
+    """What the finish half needs to store a request's answer."""
 
     keys: RequestKeys
     ttl_s: float
@@ -328,7 +329,7 @@ class ResponseCache(Stage):
         self.metrics.hits.labels(kind).inc()
         return Reply(payload)
 
-    # -- the finisher -----------------------------------------------------------------------
+    # -- when finished: the write ------------------------------------------------------------------
 
     def on_finish(self, ctx: RequestContext) -> None:
         """Store a completed answer that a model gave to a request that may be cached."""
