@@ -29,6 +29,7 @@ from thrifty.errors import ThriftyError, UpstreamError
 from thrifty.gateway.answer import Reassembler, replay
 from thrifty.gateway.call import Caller
 from thrifty.gateway.stage import Chunk, ChunkFilter, Stage, implements
+from thrifty.gateway.textfirst import TextFirst, may_carry_nothing
 from thrifty.sse import needs_parse
 
 logger = logging.getLogger(__name__)
@@ -169,6 +170,7 @@ class Stream:
         self.whole = Reassembler() if ctx.keep_reply else None
         self.usage_chunk: Chunk | None = None  # held: the cost goes into it at the end
         self.finish_chunk: Chunk | None = None  # held when the cost rides on it instead
+        self.text_first = TextFirst()  # no chunk that carries nothing reaches the client
         self._closed = False
 
     async def batches(self) -> AsyncIterator[list[bytes]]:
@@ -178,12 +180,13 @@ class Stream:
         One loop with local names: it runs for every event of every stream.
         """
         ctx, filters, whole, wants_usage = self.ctx, self.filters, self.whole, self.wants_usage
+        text_first = self.text_first
         parse_all = bool(filters) or whole is not None
         try:
             async for batch in self.source:
                 out: list[bytes] = []
                 for data in batch:
-                    if not parse_all and not needs_parse(data):
+                    if not (parse_all or needs_parse(data) or may_carry_nothing(data)):
                         if self.finish_chunk is not None:  # a choice went on after one finished
                             self._release(out)
                         out.append(data)  # the common case: it leaves as it came
@@ -205,6 +208,11 @@ class Stream:
                         for f in filters:
                             chunk = f.chunk(chunk)
                         data = b""
+                    shown = text_first.chunk(chunk)
+                    if shown is None:
+                        continue  # carries nothing: not sent (its role rides on the next)
+                    if shown is not chunk:
+                        chunk, data = shown, b""
                     if not wants_usage and _finishes(chunk):
                         self._release(out)
                         self.finish_chunk = chunk  # held: the cost rides on it
@@ -239,8 +247,10 @@ class Stream:
         ctx = self.ctx
         out: list[bytes] = []
         for n, f in enumerate(self.filters):
-            for tail in f.close():
-                tail = self._filter(tail, n + 1)
+            for held in f.close():
+                tail = self.text_first.chunk(self._filter(held, n + 1))
+                if tail is None:
+                    continue
                 if not self.wants_usage and _finishes(tail):
                     self._release(out)
                     self.finish_chunk = tail
