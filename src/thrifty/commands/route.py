@@ -187,7 +187,13 @@ def train(config: str | None, sources: tuple[str, ...], min_examples: int) -> No
 @route.command()
 @config_option
 def outcomes(config: str | None) -> None:
-    """Count the labelled outcomes by source and target."""
+    """Count the labelled outcomes by source and target.
+
+    \b
+    Examples:
+      thrifty route outcomes
+      thrifty route outcomes -c thrifty.yaml
+    """
     from thrifty.commands.options import cli_settings
     from thrifty.store.db import MissingTable, NoDatabase, connect
     from thrifty.store.outcomes import count_by
