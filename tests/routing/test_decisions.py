@@ -184,3 +184,27 @@ def test_route_explain_shows_costs_and_probabilities(tmp_path: Path) -> None:
     assert "won: local (the cheapest that meets the bar)" in table.stdout
     assert "P(good)" in table.stdout
     assert "exceeds the cloud's" in table.stderr
+
+
+def test_a_slow_local_engine_is_priced_at_its_measured_speed() -> None:
+    reg = registry()
+    router = Router(RouterSettings(), reg)
+    assert decide(router, EASY).route == "local"  # 40 tokens/s assumed: local is cheaper
+    local = reg.resolve("local")
+    for _ in range(5):  # five answers of 20 tokens that took 20 s each: 1 token a second
+        ctx = RequestContext("chat", {"model": "auto", "messages": []}, "auto", False)
+        ctx.answered_by, ctx.usage = local, {"prompt_tokens": 10, "completion_tokens": 20}
+        ctx.finished_at = ctx.started + 20.0
+        router.on_finish(ctx)
+    slow = decide(router, EASY)
+    local_cost = next(c.cost_nanos for c in slow.candidates if c.name == "local")
+    cloud_cost = next(c.cost_nanos for c in slow.candidates if c.name == "deepseek-chat")
+    assert local_cost is not None and cloud_cost is not None and local_cost > cloud_cost
+    assert slow.route == "deepseek-chat"  # as good, and now cheaper
+    fixed = Router(RouterSettings(measure_local_speed=False), reg)
+    for _ in range(5):
+        ctx = RequestContext("chat", {"model": "auto", "messages": []}, "auto", False)
+        ctx.answered_by, ctx.usage = local, {"prompt_tokens": 10, "completion_tokens": 20}
+        ctx.finished_at = ctx.started + 20.0
+        fixed.on_finish(ctx)
+    assert decide(fixed, EASY).route == "local"

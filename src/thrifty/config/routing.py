@@ -201,6 +201,12 @@ class RouterSettings(_Section):
     local_decode_tps: float = Field(
         40.0, description="Local answer tokens generated per second (for its expected cost).", gt=0
     )
+    measure_local_speed: bool = Field(
+        True,
+        description="Replace local_decode_tps by the speed measured on this gateway's own local "
+        "answers (a moving average, once 5 have been seen): a busy or slow machine then prices "
+        "its answers at what they really take.",
+    )
     shadow: ShadowSettings = Field(default_factory=lambda: ShadowSettings())
 
 

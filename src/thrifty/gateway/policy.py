@@ -6,8 +6,9 @@ For each candidate target the router prices *this* request before calling anythi
   (never more than the request's ``max_tokens``);
 - cloud: the price table in force now (windows included) with ``router.cloud_cache_hit_share`` of
   the prompt billed at the cache-hit price;
-- local: the engine seconds those tokens take (``local_prefill_tps``, ``local_decode_tps``) at the
-  machine's price per busy second, on ``router.cost_basis`` (marginal by default: the machine is
+- local: the engine seconds those tokens take (``local_prefill_tps``, and ``local_decode_tps`` or,
+  once this gateway has seen a few local answers, their measured speed) at the machine's price
+  per busy second, on ``router.cost_basis`` (marginal by default: the machine is
   paid for whether it answers or not; reports keep ``costs.local_basis``).
 
 `choose` then keeps the candidates whose P(good enough) is at least ``quality_target`` times the
@@ -30,6 +31,8 @@ from thrifty.costs.pricebook import PriceBook
 
 logger = logging.getLogger(__name__)
 
+_WARMUP = 5  # local answers seen before the measured speed replaces the configured one
+_ALPHA = 0.1  # weight of each new answer in the moving average
 TYPICAL_PROMPT_TOKENS = 500  # what "a typical request" means for the start-up comparison
 TYPICAL_ANSWER_TOKENS = 200
 
@@ -61,13 +64,28 @@ class CostModel:
         self.local = costs.local
         self.cny_per_usd = Decimal(str(costs.cny_per_usd))
         self.report_basis = costs.local_basis
+        self.seconds_per_token = 1.0 / router.local_decode_tps
+        self._warmup: list[float] = []
+
+    def observe_local(self, seconds: float, prompt: int, answer: int) -> None:
+        """A finished local answer: its engine seconds per answer token, as a moving average
+        (the mean of the first few, then each new one weighing _ALPHA)."""
+        if not self.router.measure_local_speed or answer <= 0 or seconds <= 0:
+            return
+        per_token = max(0.0, seconds - prompt / self.router.local_prefill_tps) / answer
+        if len(self._warmup) < _WARMUP:
+            self._warmup.append(per_token)
+            if len(self._warmup) == _WARMUP:
+                self.seconds_per_token = sum(self._warmup) / _WARMUP
+            return
+        self.seconds_per_token += _ALPHA * (per_token - self.seconds_per_token)
 
     def output_tokens(self, max_tokens: int | None) -> int:
         expected = self.router.expected_output_tokens
         return min(expected, max_tokens) if max_tokens else expected
 
     def local_nanos(self, prompt: int, answer: int, *, fully_loaded: bool | None = None) -> int:
-        seconds = prompt / self.router.local_prefill_tps + answer / self.router.local_decode_tps
+        seconds = prompt / self.router.local_prefill_tps + answer * self.seconds_per_token
         loaded = self.router.cost_basis == "fully_loaded" if fully_loaded is None else fully_loaded
         nanos = self.local.cost_nanos(seconds, fully_loaded=loaded)
         return self._usd(nanos, self.local.currency)

@@ -185,6 +185,19 @@ class Router(Stage):
         self._remember(ctx)
         return None
 
+    def on_finish(self, ctx: RequestContext) -> None:
+        """A local answer tells how fast the local engine really is (for its expected cost)."""
+        target = ctx.answered_by
+        if target is None or target.upstream is not None or ctx.status != 200 or not ctx.usage:
+            return
+        engine = target.backend
+        sharing = max(1, min(getattr(engine, "in_flight", 0) + 1, getattr(engine, "parallel", 1)))
+        self.costs.observe_local(
+            ctx.latency_s / sharing,
+            int(ctx.usage.get("prompt_tokens") or 0),
+            int(ctx.usage.get("completion_tokens") or 0),
+        )
+
     def _target(self, name: str) -> Target:
         target = self.registry.resolve(name)
         assert target is not None  # checked at start
