@@ -84,25 +84,37 @@ def _segment(text: str) -> list[tuple[str, str]]:
     """(word, part-of-speech tag) pairs by jieba; its dictionary loads on first use (about 1 s).
 
     Words come from `jieba.cut` and tags from its dictionary (a lookup): jieba's own tagger
-    runs a second HMM and costs about five times as much.
+    runs a second HMM and costs about five times as much. The guard's own words (payment
+    methods, polarity and time words) go into a tokenizer of its own that reads jieba's shared
+    dictionary through an overlay: the privacy stage's segmentation never sees them, and the
+    dictionary is not loaded twice.
     """
     global _jieba
     if _jieba is None:
         with _jieba_lock:
             if _jieba is None:
-                import logging
-
-                import jieba
-                import jieba.posseg
-
-                jieba.setLogLevel(logging.WARNING)
-                jieba.initialize()
-                for word in (*ZH_WORDS, *ZH_POLARITY, *ZH_TIMES, *ZH_SYNONYMS):
-                    if len(word) > 1:
-                        jieba.add_word(word)
-                _tags.update(jieba.posseg.dt.word_tag_tab)
-                _jieba = jieba
+                _jieba = _own_tokenizer()
     return [(w, _tags.get(w, "x")) for w in _jieba.cut(text)]
+
+
+def _own_tokenizer() -> Any:
+    import logging
+    from collections import ChainMap
+
+    import jieba
+    import jieba.posseg
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    _tags.update(jieba.posseg.dt.word_tag_tab)
+    tokenizer = jieba.Tokenizer()
+    tokenizer.FREQ = ChainMap({}, jieba.dt.FREQ)  # our words land in the empty front map
+    tokenizer.total = jieba.dt.total
+    tokenizer.initialized = True
+    for word in (*ZH_WORDS, *ZH_POLARITY, *ZH_TIMES, *ZH_SYNONYMS):
+        if len(word) > 1:
+            tokenizer.add_word(word)
+    return tokenizer
 
 
 def warm_up() -> None:
