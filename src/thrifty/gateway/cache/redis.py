@@ -3,8 +3,10 @@
 Keys, under `cache.redis_prefix` (`<p>`):
 
 - `<p>e:<tenant>:<digest>`: an answer (orjson bytes), with its TTL as Redis's own expiry;
-- `<p>lru`: sorted set of entry keys by last use (ms): the LRU order every replica shares;
+- `<p>lru`: sorted set of entry keys by last use (µs): the LRU order every replica shares;
 - `<p>size`, `<p>bytes`: each entry's size and their total, for the byte bound and the gauges;
+- `<p>ev`: a stream of checks of semantic hits (entry, similarity, right or wrong), trimmed to
+  about 10,000: every replica's learned thresholds read them (`evidence.py`);
 - `<p>vec`: a stream of semantic records (entry key, partition, expiry, vector, signature, the
   masked question),
   trimmed to about `max_entries`. Each replica keeps its own vector index and reads only the
@@ -31,8 +33,9 @@ from thrifty.gateway.cache.base import MissingExtra, OnEvict, StoreStats
 
 _TIMEOUT_S = 0.5  # a cache that waits longer than this is slower than no cache
 
-# KEYS: entry, lru, size, bytes. ARGV: value, ttl ms, now ms, max entries, max bytes,
-# stale-before ms. Returns {entries, bytes, reason1, key1, reason2, key2, ...}.
+# KEYS: entry, lru, size, bytes. ARGV: value, ttl ms, now µs, max entries, max bytes,
+# stale-before µs (LRU scores are µs: two uses within one millisecond still have an order).
+# Returns {entries, bytes, reason1, key1, reason2, key2, ...}.
 _PUT = """
 local size = string.len(ARGV[1])
 local old = tonumber(redis.call('HGET', KEYS[3], KEYS[1]) or 0)
@@ -80,6 +83,17 @@ return n
 
 
 @dataclass(frozen=True, slots=True)
+class Check:
+    """A check of a semantic hit, as shared between replicas."""
+
+    origin: str  # the replica that made it
+    key: str
+    similarity: float
+    correct: bool
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
 class VectorRecord:
     """A cached question as the semantic index needs it; the vector is raw float32 bytes."""
 
@@ -120,6 +134,7 @@ class RedisStore:
         self.on_evict = on_evict
         self._lru, self._size, self._bytes = prefix + "lru", prefix + "size", prefix + "bytes"
         self._vec = prefix + "vec"
+        self._ev = prefix + "ev"
         self._put = self.client.register_script(_PUT)
         self._delete = self.client.register_script(_DELETE)
         self.last_stats = StoreStats(0, 0)  # as of this replica's last write: the gauges' source
@@ -131,14 +146,14 @@ class RedisStore:
         pipe = self.client.pipeline(transaction=False)
         full = self._entry(key)
         pipe.get(full)
-        pipe.zadd(self._lru, {full: _now_ms()}, xx=True)  # a use: later in the LRU order
+        pipe.zadd(self._lru, {full: _now_us()}, xx=True)  # a use: later in the LRU order
         value, _ = pipe.execute()
         return value if isinstance(value, bytes) else None
 
     def put(self, key: str, value: bytes, ttl_s: float) -> None:
-        now = _now_ms()
+        now = _now_us()
         ttl_ms = max(1, int(ttl_s * 1000))
-        stale = now - self.max_ttl_ms
+        stale = now - self.max_ttl_ms * 1000
         keys = [self._entry(key), self._lru, self._size, self._bytes]
         args: list[bytes | int] = [value, ttl_ms, now, self.max_entries, self.max_bytes, stale]
         out = self._put(keys=keys, args=args)
@@ -218,6 +233,32 @@ class RedisStore:
             if len(batch) < 1000:
                 return records, after
 
+    def add_check(
+        self, origin: str, key: str, similarity: float, correct: bool, source: str
+    ) -> None:
+        fields = {"o": origin, "k": key, "s": repr(similarity), "c": int(correct), "w": source}
+        self.client.xadd(self._ev, fields, maxlen=10_000, approximate=True)
+
+    def read_checks(self, after: str) -> tuple[list[Check], str]:
+        """Checks added after stream id `after` ("0": all), and the id to read from next."""
+        checks: list[Check] = []
+        while True:
+            start = "-" if after == "0" else f"({after}"
+            batch = self.client.xrange(self._ev, min=start, count=1000)
+            for entry_id, f in batch:
+                after = entry_id.decode()
+                checks.append(
+                    Check(
+                        f[b"o"].decode(),
+                        f[b"k"].decode(),
+                        float(f[b"s"]),
+                        f[b"c"] == b"1",
+                        f[b"w"].decode(),
+                    )
+                )
+            if len(batch) < 1000:
+                return checks, after
+
     def info(self) -> dict[str, Any]:
         """The server's version and memory, for `thrifty cache stats`."""
         server = self.client.info("server")
@@ -232,8 +273,8 @@ class RedisStore:
         self.client.close()
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+def _now_us() -> int:
+    return int(time.time() * 1_000_000)
 
 
 def _glob(text: str) -> str:

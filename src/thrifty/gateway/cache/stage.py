@@ -29,7 +29,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -44,6 +44,7 @@ from thrifty.config import CacheSettings
 from thrifty.context import RequestContext
 from thrifty.gateway.cache import audit
 from thrifty.gateway.cache.base import Backend
+from thrifty.gateway.cache.evidence import Evidence, SemanticHit
 from thrifty.gateway.cache.guard import Signature
 from thrifty.gateway.cache.keys import RequestKeys, deterministic, directives, request_keys
 from thrifty.gateway.cache.memory import MemoryStore
@@ -63,7 +64,6 @@ T = TypeVar("T")
 
 _BACKOFF_S = 5.0  # after a backend failure, go without the cache this long
 _FINISHED = ("stop", "length")
-_RECENT_HITS = 10_000  # semantic hits remembered for feedback and shadow checks
 
 
 @dataclass(slots=True)
@@ -75,20 +75,6 @@ class _Pending:
     text: str | None  # the question to index semantically, if any
     vector: Vector | None = None  # its embedding, when the lookup computed one
     signature: Signature | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SemanticHit:
-    """A semantic hit, kept for feedback and shadow checks (no text: the audit file has it).
-
-    Also a near-hit the learned thresholds declined (`served` False): a shadow check of it
-    against the model's fresh answer is how a closed similarity band earns its way back.
-    """
-
-    tenant: str
-    key: str  # the entry that answered (or would have)
-    similarity: float
-    served: bool = True
 
 
 class ResponseCache(Stage):
@@ -111,8 +97,7 @@ class ResponseCache(Stage):
         self.index: SemanticIndex | None = None
         self.thresholds: Thresholds | None = None
         self.audit: audit.AuditLog | None = None
-        self._hits: OrderedDict[str, SemanticHit] = OrderedDict()  # request id -> hit
-        self._hits_lock = threading.Lock()
+        self.evidence: Evidence | None = None
         if settings.enabled and settings.semantic:
             from thrifty.gateway.cache.embed import load_embedder
             from thrifty.gateway.cache.semantic import SemanticIndex
@@ -128,6 +113,9 @@ class ResponseCache(Stage):
                 calibration, settings.max_error_rate, max_entries=settings.max_entries
             )
             self.index = SemanticIndex(self.embedder.dim, self.thresholds, settings.max_entries)
+            self.evidence = Evidence(
+                self.thresholds, self.metrics, shared=self.shared, submit=self._submit_io
+            )
             if home is not None and settings.audit_hits > 0:
                 self.audit = audit.AuditLog(home / audit.FILENAME, settings.audit_hits)
         # threads start on first use: an in-process exact cache never starts one
@@ -245,7 +233,8 @@ class ResponseCache(Stage):
             self.metrics.declined.labels(found.declined).inc()
             if found.declined == "unvouched":  # the guard agreed: worth a shadow check
                 near = SemanticHit(ctx.tenant, found.declined_key, found.declined_similarity, False)
-                self._keep(ctx.id, near)
+                assert self.evidence is not None
+                self.evidence.keep(ctx.id, near)
         return found.match
 
     async def _invalidate(self, ctx: RequestContext, pending: _Pending) -> None:
@@ -258,10 +247,12 @@ class ResponseCache(Stage):
             return
         match = await self._semantic_match(ctx, pending)
         if match is not None:
-            self._evidence(match.key, match.similarity, correct=False, source="invalidate")
+            assert self.evidence is not None
+            self.evidence.record(match.key, match.similarity, correct=False, source="invalidate")
 
     def _remember_hit(self, ctx: RequestContext, pending: _Pending, match: Match) -> None:
-        self._keep(ctx.id, SemanticHit(ctx.tenant, match.key, match.similarity))
+        assert self.evidence is not None
+        self.evidence.keep(ctx.id, SemanticHit(ctx.tenant, match.key, match.similarity))
         if self.audit is not None and pending.text is not None:
             assert self.thresholds is not None
             record = audit.hit_record(
@@ -277,12 +268,6 @@ class ResponseCache(Stage):
             assert self._embedding is not None
             self._submit(self._embedding, self._write_audit, record)
 
-    def _keep(self, request_id: str, hit: SemanticHit) -> None:
-        with self._hits_lock:
-            self._hits[request_id] = hit
-            while len(self._hits) > _RECENT_HITS:
-                self._hits.popitem(last=False)
-
     def _write_audit(self, record: dict[str, Any]) -> None:
         assert self.audit is not None
         try:
@@ -294,8 +279,7 @@ class ResponseCache(Stage):
 
     def semantic_hit(self, request_id: str) -> SemanticHit | None:
         """The semantic hit (or declined near-hit) of a recent request: what a shadow checks."""
-        with self._hits_lock:
-            return self._hits.get(request_id)
+        return self.evidence.hit(request_id) if self.evidence is not None else None
 
     def feedback(self, tenant: str, request_id: str, good: bool) -> bool:
         """A client's thumbs on an answer: evidence when it was a semantic hit; whether it was."""
@@ -308,16 +292,10 @@ class ResponseCache(Stage):
         """Whether the cached answer of `request_id`'s semantic (near-)hit was right, as a
         shadow check comparing it with a fresh answer found; False if no such hit is known."""
         hit = self.semantic_hit(request_id)
-        if hit is None:
+        if hit is None or self.evidence is None:
             return False
-        self._evidence(hit.key, hit.similarity, correct=correct, source=source)
+        self.evidence.record(hit.key, hit.similarity, correct=correct, source=source)
         return True
-
-    def _evidence(self, key: str, similarity: float, *, correct: bool, source: str) -> None:
-        if self.thresholds is None:
-            return
-        self.thresholds.record(key, similarity, correct)
-        self.metrics.checks.labels(source, "right" if correct else "wrong").inc()
 
     def _answer(
         self, ctx: RequestContext, raw: bytes, kind: str, similarity: float | None
@@ -475,6 +453,8 @@ class ResponseCache(Stage):
 
         assert self.shared is not None and self.index is not None
         with self._refresh_lock:
+            if self.evidence is not None:
+                self.evidence.read_shared()  # other replicas' checks of semantic hits
             records, self._vectors_after = self.shared.read_vectors(self._vectors_after)
             for record in records:
                 if record.key in self.index:
@@ -492,6 +472,10 @@ class ResponseCache(Stage):
                     record.expires_at,
                     record.question,
                 )
+
+    def _submit_io(self, fn: Callable[..., Any], *args: Any) -> None:
+        assert self._io is not None
+        self._submit(self._io, fn, *args)
 
     def _submit(self, pool: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any) -> None:
         job = pool.submit(fn, *args)
