@@ -8,6 +8,7 @@ from typing import Any
 
 import anthropic
 import jsonschema
+import orjson
 import pytest
 
 from fakes.upstream import FakeUpstream
@@ -161,3 +162,54 @@ def test_a_fallback_shows_in_the_reason(server: ThriftyServer, fake: FakeUpstrea
     assert raw.headers["x-thrifty-route"] == "local"
     reason = raw.headers["x-thrifty-reason"]
     assert reason == "rule:cloud-first; fallback deepseek-chat -> local: upstream_error", reason
+
+
+def test_an_upstream_spoken_to_in_anthropics_api(server: ThriftyServer) -> None:
+    """A gateway whose upstream has `api: anthropic` (here: the first thrifty's /v1/messages),
+    used with the openai SDK: requests go out in Anthropic's shape and come back in OpenAI's."""
+    import openai
+
+    config = {
+        "local": {"enabled": False},
+        "embeddings": {"local_model": None},
+        "upstreams": [
+            {"name": "claude", "api": "anthropic", "base_url": server.url,
+             "models": {"claude-small": "local"}, "max_retries": 0}
+        ],
+    }  # fmt: skip
+    with ThriftyServer(config=config) as front:
+        client = openai.OpenAI(base_url=front.base_url, api_key="x", max_retries=0, timeout=120)
+        reply = client.chat.completions.create(
+            model="claude-small",
+            messages=[
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Hi"},
+            ],
+            max_tokens=8,
+        )
+        assert reply.choices[0].message.content and reply.choices[0].finish_reason
+        assert reply.usage is not None and reply.usage.completion_tokens > 0
+        function = {"name": "get_weather", "parameters": WEATHER["input_schema"]}
+        tools: Any = [{"type": "function", "function": function}]
+        called = client.chat.completions.create(
+            model="claude-small",
+            messages=[{"role": "user", "content": "Weather in Rome?"}],
+            tools=tools,
+            tool_choice="required",
+            max_tokens=100,
+        )
+        calls = called.choices[0].message.tool_calls
+        assert called.choices[0].finish_reason == "tool_calls" and calls
+        jsonschema.validate(orjson.loads(calls[0].function.arguments), WEATHER["input_schema"])
+        stream = client.chat.completions.create(
+            model="claude-small",
+            messages=[{"role": "user", "content": "Say hi"}],
+            max_tokens=8,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = list(stream)
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text and chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+        rows = front.wait_rows("route = ?", ("claude-small",))
+        assert rows and rows[0]["completion_tokens"] == reply.usage.completion_tokens

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from thrifty.backends.anthropic import AnthropicBackend
 from thrifty.backends.base import Backend, Endpoint, Reply, StreamStats
 from thrifty.backends.embedder import LocalEmbedder
 from thrifty.backends.engine import ManagedEngine
@@ -34,6 +35,7 @@ __all__ = [
 CAPABILITIES = frozenset({"tools", "vision", "json_schema", "embeddings"})
 # llama-server: tools through the grammar path (backends/tools.py), response_format natively
 LOCAL_CAPABILITIES = frozenset({"tools", "json_schema"})
+ANTHROPIC_CAPABILITIES = frozenset({"tools", "vision"})  # no response_format, no embeddings
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,14 +165,16 @@ def build_registry(settings: Settings) -> Registry:
         for alias in ("local", embed.local_model):
             registry.embedders.setdefault(alias, target)
     for up in settings.upstreams:
-        client = OpenAICompatBackend(
+        kind = AnthropicBackend if up.api == "anthropic" else OpenAICompatBackend
+        client = kind(
             up.name,
             up.base_url,
             api_key=up.api_key(),
             connect_timeout_s=up.connect_timeout_s,
             timeout_s=up.timeout_s,
         )
-        caps = CAPABILITIES if up.capabilities is None else frozenset(up.capabilities)
+        every = ANTHROPIC_CAPABILITIES if up.api == "anthropic" else CAPABILITIES
+        caps = every if up.capabilities is None else frozenset(up.capabilities)
         for alias, (upstream_model, params) in up.targets().items():
             target = Target(
                 alias,

@@ -76,6 +76,11 @@ class UpstreamSettings(_Section):
     timeout_s: float = Field(60, description="Longest wait for the upstream's next byte.", gt=0)
     max_retries: int = Field(2, description="Retries on connect errors, 429 and 5xx.", ge=0)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    api: Literal["openai", "anthropic"] = Field(
+        "openai",
+        description="The API the upstream speaks: openai (chat completions), or anthropic "
+        "(Anthropic's Messages API at <base_url>/v1/messages; chat only).",
+    )
     capabilities: list[Literal["tools", "vision", "json_schema", "embeddings"]] | None = Field(
         None,
         description="What its models can do (tools, vision, json_schema, embeddings); requests "
