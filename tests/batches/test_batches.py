@@ -174,3 +174,36 @@ def test_killed_server_resumes_and_runs_each_line_once(fake: FakeUpstream, tmp_p
     finally:
         second.stop()
         fake.set_mode("ok")
+
+
+def test_a_cloud_batch_waits_for_the_cheapest_window(fake: FakeUpstream, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    soon = datetime.now(UTC) + timedelta(hours=2)
+    start = soon.replace(minute=(soon.minute // 15) * 15, second=0, microsecond=0)
+    end = start + timedelta(hours=1)
+    cheap = {"name": "off-peak", "start": f"{start:%H:%M}", "end": f"{end:%H:%M}",
+             "input_cache_hit": 0.01, "input_cache_miss": 0.05, "output": 0.1}  # fmt: skip
+    prices = {
+        "deepseek-chat": [
+            {"effective_from": "2020-01-01", "currency": "USD", "input_cache_hit": 0.07,
+             "input_cache_miss": 0.27, "output": 1.1, "windows": [cheap]}
+        ]
+    }  # fmt: skip
+    fake.set_mode("ok")
+    fake.reset()
+    cfg = {**config(fake), "batches": {"clock": "window", "poll_s": 0.1}, "prices": prices}
+    with ThriftyServer(config=cfg, home=tmp_path / "h") as srv:
+        client = sdk(srv)
+        uploaded = client.files.create(
+            file=("in.jsonl", jsonl([chat_line(i) for i in range(3)])), purpose="batch"
+        )
+        batch = client.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        report = batch.model_extra["x_thrifty"]  # type: ignore[index]
+        assert report["window"] == f"off-peak from {start:%Y-%m-%d %H:%M} UTC (deepseek-chat)"
+        assert report["not_before"] == int(start.timestamp())
+        time.sleep(0.5)  # a few runner polls: none may start the batch before its window
+        assert client.batches.retrieve(batch.id).request_counts.completed == 0  # type: ignore[union-attr]
+        assert fake.stats()["requests"] == 0

@@ -252,3 +252,31 @@ def test_a_feature_the_target_lacks_is_a_400_naming_it(client: openai.OpenAI) ->
             ],
         )
     assert err.value.code == "unsupported_feature" and "vision" in err.value.message
+
+
+def test_a_local_batch_runs_on_idle_slots(client: openai.OpenAI) -> None:
+    import io
+    import time
+
+    lines = [
+        {"custom_id": f"c{i}", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": "local", "max_tokens": 4,
+                  "messages": [{"role": "user", "content": f"Count to {i}"}]}}
+        for i in range(3)
+    ]  # fmt: skip
+    data = b"".join(orjson.dumps(line) + b"\n" for line in lines)
+    uploaded = client.files.create(file=("b.jsonl", io.BytesIO(data)), purpose="batch")
+    batch = client.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    assert batch.model_extra["x_thrifty"]["window"] == "local: idle slots"  # type: ignore[index]
+    deadline = time.monotonic() + 120
+    while (batch := client.batches.retrieve(batch.id)).status != "completed":
+        assert time.monotonic() < deadline, batch.status
+        time.sleep(0.2)
+    assert batch.request_counts is not None and batch.request_counts.completed == 3
+    out = [
+        orjson.loads(x) for x in client.files.content(batch.output_file_id or "").text.splitlines()
+    ]
+    assert sorted(o["custom_id"] for o in out) == ["c0", "c1", "c2"]
+    assert all(o["response"]["body"]["choices"][0]["message"]["content"] for o in out)

@@ -58,7 +58,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "/v1/embeddings": "embeddings",
 }
 WINDOWS = {"24h": 24 * 3600.0}
-_STEP = timedelta(minutes=5)  # price windows start on the quarter hour; 5 minutes finds them
+_STEP = timedelta(minutes=1)  # price windows start on a minute (HH:MM)
 
 
 def parse_jsonl(content: str, max_lines: int) -> tuple[list[dict[str, Any]], list[str]]:
@@ -336,7 +336,8 @@ class BatchService:
             cost = None if rates is None else rates.cost_nanos(reference)
             if cost is not None and (best is None or cost < best):
                 best_at, best = at, cost
-            at += _STEP
+            # the next whole minute: a window starts on one
+            at = (at + _STEP).replace(second=0, microsecond=0)
         if best_at == now:
             return now.timestamp(), f"now: {model} has no cheaper window in the next {window}"
         rates = prices.price_at(model, best_at)
