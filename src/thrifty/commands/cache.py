@@ -237,6 +237,11 @@ def audit(config: str | None, output_format: str, limit: int, tenant: str | None
     The text is masked (personal data shows as [EMAIL], [PHONE], ...), as everything thrifty
     stores. A hit that answered another question is evidence: re-ask that question with
     `x-thrifty-cache: invalidate`, or give the answer a thumbs down on /v1/feedback.
+
+    \b
+    Examples:
+      thrifty cache audit
+      thrifty cache audit --tenant acme -n 50 --format json
     """
     from thrifty.commands.options import cli_settings
     from thrifty.gateway.cache.audit import FILENAME, read
