@@ -1,4 +1,10 @@
-"""Reading request bodies: size-capped JSON objects, and pydantic errors in OpenAI's words."""
+"""Reading request bodies: size-capped JSON objects, and pydantic errors in OpenAI's words.
+
+Both limits hold before anything recurses into the body: the size while it is read (a chunked
+body with no Content-Length included), the nesting depth before it is parsed. Everything after
+parsing (validation, the privacy scan, caching, forwarding with orjson, whose own limit is 254
+levels) may then walk it safely.
+"""
 
 from __future__ import annotations
 
@@ -10,26 +16,59 @@ from starlette.requests import Request
 
 from thrifty.errors import InvalidRequest, PayloadTooLarge
 
+MAX_DEPTH = 64  # deeper than any real request (a tool's JSON schema nests a dozen levels)
 
-async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object, at most `limit` bytes (checked before reading when declared)."""
+
+async def read_json_object(
+    request: Request, limit: int, max_depth: int = MAX_DEPTH
+) -> dict[str, Any]:
+    """The body as a JSON object of at most `limit` bytes and `max_depth` levels of nesting.
+
+    The size is checked against Content-Length before reading, and again while reading.
+    """
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise PayloadTooLarge(f"request body is over {limit} bytes")
-    raw = await request.body()
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"request body is over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is over {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        data = orjson.loads(raw)  # no Python recursion; it refuses nesting past 1024 itself
+    except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc) or "recursion" in str(exc):
+            raise InvalidRequest(f"the request body nests deeper than {max_depth} levels") from None
         raise InvalidRequest("the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise InvalidRequest("the request body must be a JSON object")
+    # too few brackets to nest that deep is the common case: the walk is skipped
+    if raw.count(b"[") + raw.count(b"{") > max_depth and too_deep(data, max_depth):
+        raise InvalidRequest(f"the request body nests deeper than {max_depth} levels")
     return data
+
+
+def too_deep(value: Any, max_depth: int) -> bool:
+    """Whether arrays and objects in `value` nest deeper than `max_depth` (an explicit stack)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > max_depth:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def validation_error(exc: ValidationError) -> InvalidRequest:
     first = exc.errors(include_url=False)[0]
-    param = ".".join(str(p) for p in first["loc"]) or None
+    # a discriminated union puts its tag in the path (tools.0.function.function.name)
+    loc = [p for i, p in enumerate(first["loc"]) if i == 0 or p != first["loc"][i - 1]]
+    param = ".".join(str(p) for p in loc) or None
     message = first["msg"].removeprefix("Value error, ")
     return InvalidRequest(f"{param}: {message}" if param else message, param=param)

@@ -2,6 +2,8 @@
 
 Unknown fields are allowed and passed upstream (providers have extensions, e.g. DeepSeek's);
 what we check is what would otherwise fail deep inside a backend, or silently.
+Numbers and flags are strict (`"max_tokens": "8"` is a 400, as OpenAI answers): the body is
+forwarded as the client sent it, so a value coerced here would still reach the backend as text.
 """
 
 from __future__ import annotations
@@ -41,8 +43,28 @@ class ChatMessage(_Open):
         return self
 
 
+class FunctionDefinition(_Open):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class FunctionTool(_Open):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class CustomTool(_Open):
+    type: Literal["custom"]
+    custom: dict[str, Any]
+
+
+Tool = Annotated[FunctionTool | CustomTool, Field(discriminator="type")]
+
+
 class StreamOptions(_Open):
-    include_usage: bool = False
+    include_usage: bool = Field(False, strict=True)
 
 
 class ResponseFormat(_Open):
@@ -52,18 +74,22 @@ class ResponseFormat(_Open):
 
 class _Sampling(_Open):
     model: str | None = Field(None, description="local, an upstream alias, or auto.")
-    stream: bool = False
+    stream: bool = Field(False, strict=True)
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, ge=0, le=1)
+    max_tokens: int | None = Field(None, strict=True, ge=1)
+    temperature: float | None = Field(None, strict=True, ge=0, le=2)
+    top_p: float | None = Field(None, strict=True, ge=0, le=1)
     n: int | None = Field(
-        None, ge=1, le=128, description="Choices to return (the local model: up to its slots)."
+        None,
+        strict=True,
+        ge=1,
+        le=128,
+        description="Choices to return (the local model: up to its slots).",
     )
     stop: str | list[str] | None = None
-    seed: int | None = None
-    presence_penalty: float | None = Field(None, ge=-2, le=2)
-    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    seed: int | None = Field(None, strict=True)
+    presence_penalty: float | None = Field(None, strict=True, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, strict=True, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None
     user: str | None = None
 
@@ -76,13 +102,13 @@ class _Sampling(_Open):
 
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, strict=True, ge=1)
     response_format: ResponseFormat | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[Tool] | None = None
     tool_choice: str | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = Field(None, ge=0, le=20)
+    parallel_tool_calls: bool | None = Field(None, strict=True)
+    logprobs: bool | None = Field(None, strict=True)
+    top_logprobs: int | None = Field(None, strict=True, ge=0, le=20)
 
     @field_validator("top_logprobs")
     @classmethod
@@ -94,7 +120,7 @@ class ChatCompletionRequest(_Sampling):
 
 class CompletionRequest(_Sampling):
     prompt: str | list[str] | list[int] = Field(description="Text to complete.")
-    echo: bool | None = None
+    echo: bool | None = Field(None, strict=True)
     suffix: str | None = None
 
     @model_validator(mode="after")

@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 
-CAPABILITIES = frozenset({"tools", "vision", "json_schema", "embeddings"})
+CAPABILITIES = frozenset({"tools", "vision", "json_schema", "embeddings", "audio", "files"})
 # llama-server: tools through the grammar path (backends/tools.py), response_format natively
 LOCAL_CAPABILITIES = frozenset({"tools", "json_schema"})
 ANTHROPIC_CAPABILITIES = frozenset({"tools", "vision"})  # no response_format, no embeddings

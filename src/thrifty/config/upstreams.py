@@ -81,10 +81,12 @@ class UpstreamSettings(_Section):
         description="The API the upstream speaks: openai (chat completions), or anthropic "
         "(Anthropic's Messages API at <base_url>/v1/messages; chat only).",
     )
-    capabilities: list[Literal["tools", "vision", "json_schema", "embeddings"]] | None = Field(
+    capabilities: (
+        list[Literal["tools", "vision", "json_schema", "embeddings", "audio", "files"]] | None
+    ) = Field(
         None,
-        description="What its models can do (tools, vision, json_schema, embeddings); requests "
-        "needing more go elsewhere or get a 400. Default: all of them.",
+        description="What its models can do (tools, vision, json_schema, embeddings, audio, "
+        "files); requests needing more go elsewhere or get a 400. Default: all of them.",
     )
 
     @field_validator("base_url")

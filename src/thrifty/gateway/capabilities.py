@@ -19,13 +19,25 @@ _WHAT = {
     "vision": "image input",
     "json_schema": "structured output (response_format)",
     "embeddings": "embeddings",
+    "audio": "audio input",
+    "files": "file input",
+}
+# Content parts that need a capability of their own (a model that cannot take one answers 500).
+_PARTS = {
+    "image_url": "vision",
+    "image": "vision",
+    "input_image": "vision",
+    "input_audio": "audio",
+    "audio": "audio",
+    "file": "files",
+    "input_file": "files",
 }
 
 
-def _has_image(content: Any) -> bool:
-    return isinstance(content, list) and any(
-        isinstance(p, dict) and p.get("type") in ("image_url", "image") for p in content
-    )
+def _part_needs(content: Any) -> set[str]:
+    if not isinstance(content, list):
+        return set()
+    return {_PARTS[p["type"]] for p in content if isinstance(p, dict) and p.get("type") in _PARTS}
 
 
 def needed(endpoint: str, body: dict[str, Any]) -> frozenset[str]:
@@ -38,8 +50,9 @@ def needed(endpoint: str, body: dict[str, Any]) -> frozenset[str]:
     fmt = body.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
         found.add("json_schema")
-    if any(_has_image(m.get("content")) for m in body.get("messages") or [] if isinstance(m, dict)):
-        found.add("vision")
+    for message in body.get("messages") or []:
+        if isinstance(message, dict):
+            found |= _part_needs(message.get("content"))
     return frozenset(found)
 
 

@@ -51,13 +51,23 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+# The earliest bound a report can print (datetime stops at year 1; a day's margin for offsets).
+_EARLIEST = -62135510400.0  # 0001-01-02T00:00:00Z
+
+
 def parse_since(text: str, now: float) -> float:
     """A window bound as unix time: a duration ago (``7d``) or an ISO date or date-time.
 
     A bare date is midnight UTC; a date-time without an offset is taken as UTC.
     """
     if _DURATION.match(text):
-        return float(math.floor(now - parse_duration(text)))
+        try:
+            moment_ts = float(math.floor(now - parse_duration(text)))
+        except (OverflowError, ValueError):
+            moment_ts = -1.0
+        if not moment_ts >= _EARLIEST:  # a window reaching before 1970 (or NaN) is a typo
+            raise ValueError(f"{text!r} reaches back before the year 1")
+        return moment_ts
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -66,7 +76,13 @@ def parse_since(text: str, now: float) -> float:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    try:
+        stamp = moment.timestamp()
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"{text!r} is out of range") from None
+    if stamp < _EARLIEST:
+        raise ValueError(f"{text!r} is before the year 1")
+    return stamp
 
 
 def iso(ts: float | None) -> str | None:

@@ -1,0 +1,161 @@
+"""Inputs that used to end in a 500 are 400s in OpenAI's shape, in-process (no model needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from fakes.backends import IdleUpstream
+from thrifty.api.app import build_app
+from thrifty.cli import main
+from thrifty.config import Settings
+
+CHAT = "/v1/chat/completions"
+HI = [{"role": "user", "content": "hi"}]
+
+
+def call(app: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def go() -> httpx.Response:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                return await client.request(method, path, **kwargs)
+
+    return asyncio.run(go())
+
+
+@pytest.fixture()
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
+    yield build_app(Settings(home=tmp_path, local={"enabled": False}))
+
+
+def tool(**function: Any) -> dict[str, Any]:
+    return {"type": "function", "function": function}
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"max_tokens": "8"}, "max_tokens"),
+        ({"max_completion_tokens": "8"}, "max_completion_tokens"),
+        ({"temperature": "0.5"}, "temperature"),
+        ({"top_p": "1"}, "top_p"),
+        ({"n": "2"}, "n"),
+        ({"seed": "42"}, "seed"),
+        ({"max_tokens": 8.5}, "max_tokens"),
+        ({"max_tokens": True}, "max_tokens"),
+        ({"stream": "true"}, "stream"),
+        ({"stream": 1}, "stream"),
+        ({"stream_options": {"include_usage": "yes"}}, "stream_options.include_usage"),
+        ({"logprobs": "true"}, "logprobs"),
+        ({"tools": [{"type": "function"}]}, "tools.0.function"),
+        ({"tools": [tool(description="no name")]}, "tools.0.function.name"),
+        ({"tools": [tool(name="has spaces in it")]}, "tools.0.function.name"),
+        ({"tools": [tool(name="f", parameters="not an object")]}, "tools.0.function.parameters"),
+        ({"tools": ["lookup"]}, "tools.0"),
+        ({"tools": [{"type": "browser"}]}, "tools.0"),
+    ],
+)
+def test_wrong_types_are_400(app: Any, extra: dict[str, Any], param: str) -> None:
+    response = call(app, "POST", CHAT, json={"model": "deepseek-chat", "messages": HI, **extra})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+
+
+def test_numbers_where_numbers_belong_still_pass_validation(app: Any) -> None:
+    body = {"model": "nope", "messages": HI, "max_tokens": 8, "temperature": 1, "top_p": 0.5}
+    body["tools"] = [tool(name="lookup_order", parameters={"type": "object"})]
+    assert call(app, "POST", CHAT, json=body).status_code == 404  # validated, then routed
+
+
+@pytest.mark.parametrize("depth", [65, 254, 500, 1023, 1100])
+def test_deep_json_is_400_before_anything_recurses(app: Any, depth: int) -> None:
+    nested = "[" * depth + "]" * depth
+    raw = '{"model": "local", "messages": [{"role": "user", "content": "hi"}], "metadata": '
+    response = call(app, "POST", CHAT, content=raw + nested + "}")
+    assert response.status_code == 400, response.text
+    assert "nests deeper" in response.json()["error"]["message"]
+
+
+def test_moderate_nesting_is_fine(app: Any) -> None:
+    nested: Any = "x"
+    for _ in range(30):
+        nested = {"a": nested}
+    body = {"model": "nope", "messages": HI, "metadata": nested}
+    assert call(app, "POST", CHAT, content=json.dumps(body)).status_code == 404
+
+
+def test_a_chunked_body_over_the_cap_is_413_while_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
+    app = build_app(
+        Settings(home=tmp_path, local={"enabled": False}, limits={"max_body_bytes": 1000})
+    )
+    sent: list[int] = []
+
+    async def chunks() -> Any:  # no Content-Length: the cap must hold while reading
+        for _ in range(1000):
+            sent.append(1)
+            yield b" " * 100
+
+    response = call(app, "POST", CHAT, content=chunks())
+    assert response.status_code == 413
+    assert len(sent) < 1000
+
+
+@pytest.mark.parametrize("since", ["99999999d", "999999999999w", "1e9w"])
+def test_usage_windows_out_of_range_are_400(app: Any, since: str) -> None:
+    response = call(app, "GET", f"/v1/usage?since={since}")
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "since"
+
+
+def test_usage_cli_prints_one_line_for_a_window_out_of_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("THRIFTY_HOME", str(tmp_path))
+    monkeypatch.delenv("THRIFTY_CONFIG", raising=False)
+    result = CliRunner().invoke(main, ["usage", "--since", "99999999d"])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "before the year 1" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+        {"type": "file", "file": {"file_id": "file-1"}},
+    ],
+)
+@pytest.mark.parametrize("model", ["local", "deepseek-chat"])
+def test_media_the_local_model_cannot_take_is_400(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part: dict[str, Any], model: str
+) -> None:
+    """To the local model, or to a cloud alias that privacy keeps local (unscannable content)."""
+    from thrifty.backends import LOCAL_CAPABILITIES, Registry, Target
+
+    monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
+    registry = Registry()
+    local = Target("local", IdleUpstream(), "local", capabilities=LOCAL_CAPABILITIES)  # type: ignore[arg-type]
+    registry.add(["local"], local)
+    cloud = Target("deepseek-chat", IdleUpstream(), "deepseek-chat", "deepseek")  # type: ignore[arg-type]
+    registry.add(["deepseek-chat"], cloud)
+    app = build_app(Settings(home=tmp_path, local={"enabled": False}), registry)
+    messages = [{"role": "user", "content": [{"type": "text", "text": "what is this?"}, part]}]
+    response = call(app, "POST", CHAT, json={"model": model, "messages": messages})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "unsupported_feature"
