@@ -13,14 +13,14 @@ import openai
 import pytest
 from click.testing import CliRunner
 
-from support import ThriftyServer
+from support import ThriftyServer, fresh_database, on_postgres
 from thrifty.cli import main
 
 pytestmark = pytest.mark.slow
 
 
-def cli(home: Path, *args: str) -> str:
-    result = CliRunner().invoke(main, list(args), env={"THRIFTY_HOME": str(home)})
+def cli(home: Path, db: dict[str, str], *args: str) -> str:
+    result = CliRunner().invoke(main, list(args), env={"THRIFTY_HOME": str(home), **db})
     assert result.exit_code == 0, result.output
     return result.stdout.strip()
 
@@ -38,16 +38,25 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def keys(home: Path) -> dict[str, str]:
+def db() -> dict[str, str]:
+    """One database for the module's keys and server (module fixtures start before the
+    per-test database of conftest is chosen)."""
+    return {"THRIFTY_DATABASE_URL": fresh_database()} if on_postgres() else {}
+
+
+@pytest.fixture(scope="module")
+def keys(home: Path, db: dict[str, str]) -> dict[str, str]:
     return {
-        "admin": cli(home, "keys", "create", "--tenant", "acme", "--role", "admin"),
-        "local_only": cli(home, "keys", "create", "--tenant", "acme", "--models", "local"),
-        "limited": cli(home, "keys", "create", "--tenant", "beta", "--rpm", "2"),
+        "admin": cli(home, db, "keys", "create", "--tenant", "acme", "--role", "admin"),
+        "local_only": cli(home, db, "keys", "create", "--tenant", "acme", "--models", "local"),
+        "limited": cli(home, db, "keys", "create", "--tenant", "beta", "--rpm", "2"),
     }
 
 
 @pytest.fixture(scope="module")
-def server(cloud: ThriftyServer, home: Path, keys: dict[str, str]) -> Iterator[ThriftyServer]:
+def server(
+    cloud: ThriftyServer, home: Path, db: dict[str, str], keys: dict[str, str]
+) -> Iterator[ThriftyServer]:
     config = {
         "local": {"enabled": False},
         "upstreams": [
@@ -55,7 +64,7 @@ def server(cloud: ThriftyServer, home: Path, keys: dict[str, str]) -> Iterator[T
         ],
         "privacy": {"on_pii": "mask"},  # masking would spoil an embedding: it stays local
     }
-    with ThriftyServer(config=config, home=home) as srv:
+    with ThriftyServer(config=config, home=home, env=db) as srv:
         yield srv
 
 
