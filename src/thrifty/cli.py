@@ -85,6 +85,7 @@ def serve(
 
     from thrifty.api.app import build_app
     from thrifty.api.auth import ExposureError, check_exposure
+    from thrifty.api.limits import ServerLimits, configure, uvicorn_options
     from thrifty.api.workers import UnsharedLimits
     from thrifty.api.workers import run as workers_run
     from thrifty.gateway.cache import MissingExtra
@@ -117,10 +118,11 @@ def serve(
         "log_level": "warning",
         "access_log": False,
         "loop": "uvloop" if _has("uvloop") else "asyncio",
-        "http": "httptools" if _has("httptools") else "h11",
         "timeout_graceful_shutdown": 10,
         "ssl_certfile": settings.ssl_certfile,
         "ssl_keyfile": settings.ssl_keyfile,
+        # header timeout, connection cap (limits.*): the body's are the app's (ServerLimits)
+        **uvicorn_options(settings, "httptools" if _has("httptools") else "h11"),
     }
     taken = port_problem(settings.host, settings.port)  # before the engine loads, not after
     if taken:
@@ -133,7 +135,8 @@ def serve(
             click.echo(f"{banner} ({settings.workers} workers)", err=True)
             workers_run(settings, **options)
             return
-        app = build_app(settings)
+        configure(settings)
+        app = ServerLimits(build_app(settings), settings)
     except (FileNotFoundError, ExposureError, MissingExtra, UnsharedLimits) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(banner, err=True)

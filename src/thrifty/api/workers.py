@@ -27,8 +27,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from starlette.applications import Starlette
-
 from thrifty.config import Settings
 from thrifty.store.keys import KeySpec, KeyStore
 
@@ -131,9 +129,10 @@ def run(settings: Settings, **uvicorn_options: Any) -> None:
             engine.stop()
 
 
-def worker_app() -> Starlette:
+def worker_app() -> Any:
     """The app factory each worker process calls (uvicorn imports it by name)."""
     from thrifty.api.app import build_app
+    from thrifty.api.limits import ServerLimits, configure
 
     settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
     logging.basicConfig(
@@ -141,7 +140,8 @@ def worker_app() -> Starlette:
         format=f"%(asctime)s %(levelname)s [worker {os.getpid()}] %(name)s: %(message)s",
     )
     _forget_dead_workers(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-    return build_app(settings)
+    configure(settings)  # this process's header timeout
+    return ServerLimits(build_app(settings), settings)
 
 
 def _forget_dead_workers(metrics_dir: str | None) -> None:

@@ -28,7 +28,26 @@ class QuotaLimits(_Section):
 class LimitsSettings(_Section):
     """Request size caps, and the rate limits and budgets of tenants (keys carry their own)."""
 
-    max_body_bytes: int = Field(4 * 1024 * 1024, description="Largest request body accepted.")
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024,
+        description="Largest request body accepted (counted while it is read, chunked too).",
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        description="A connection must finish a request's headers within this time (408, closed).",
+        gt=0,
+    )
+    body_timeout_s: float = Field(
+        30.0, description="Longest wait for the next piece of a request body (408).", gt=0
+    )
+    max_header_bytes: int = Field(
+        65536, description="Largest request head (request line and headers) accepted.", ge=1024
+    )
+    max_connections: int = Field(
+        1000,
+        description="Connections and requests in flight at once; past it, 503 at once.",
+        ge=1,
+    )
     max_messages: int = Field(1024, description="Most messages in one chat request.")
     max_tokens: int = Field(32768, description="Largest max_tokens a client may ask for.")
     tenants: dict[str, QuotaLimits] = Field(

@@ -1,0 +1,184 @@
+"""Server limits: slow clients, oversized bodies and connection floods cost nothing to refuse.
+
+- **Header timeout** (`limits.header_timeout_s`): a connection that opened, or began a new
+  request, must finish its request headers within this time, or it gets a 408 and is closed.
+  uvicorn has no such limit (a client sending one header byte a minute holds a connection
+  forever), so it lives in its HTTP protocol classes: `HttpToolsProtocol` and `H11Protocol`
+  here subclass uvicorn's and arm a timer while no request is in progress.
+- **Body timeout** (`limits.body_timeout_s`): the longest wait for the next piece of a request
+  body. `ServerLimits`, an ASGI middleware, times each `receive()`; a stalled body is a 408.
+- **Body cap**: `ServerLimits` counts body bytes as they arrive, chunked bodies included, and
+  answers 413 once `limits.max_body_bytes` is passed (files uploads: `batches.max_file_bytes`),
+  without reading the rest.
+- **Connections** (`limits.max_connections`): uvicorn's `limit_concurrency`; past it, 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol as _H11Protocol
+
+from thrifty.config import Settings
+from thrifty.errors import PayloadTooLarge, ThriftyError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class RequestTimeout(ThriftyError):
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
+_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    b"content-length: %d\r\n\r\n%s"
+)
+_TIMEOUT_BODY = (
+    b'{"error":{"message":"the request headers did not arrive in time","type":'
+    b'"invalid_request_error","param":null,"code":"request_timeout"}}'
+)
+
+
+class _HeaderTimeout:
+    """Mixed into uvicorn's protocol classes: 408 and close a connection stuck in its headers."""
+
+    header_timeout_s: float = 10.0  # set per process by `configure` (the serve command)
+    _header_timer: asyncio.TimerHandle | None = None
+
+    # uvicorn's attributes this relies on (both protocol classes have them)
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    cycle: Any
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_timer is None and not self._in_request():
+            self._arm_header_timer()  # the first bytes of a request on a kept-alive connection
+        super().data_received(data)  # type: ignore[misc]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def _in_request(self) -> bool:
+        """Headers complete and the answer not yet sent: the body timeout's business."""
+        cycle = getattr(self, "cycle", None)
+        return cycle is not None and not cycle.response_complete
+
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self._in_request() or self.transport.is_closing():
+            return
+        self.transport.write(_TIMEOUT_RESPONSE % (len(_TIMEOUT_BODY), _TIMEOUT_BODY))
+        self.transport.close()
+
+
+class H11Protocol(_HeaderTimeout, _H11Protocol):
+    """uvicorn's h11 protocol with a header timeout."""
+
+
+try:  # httptools is optional (uvicorn[standard])
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _HttpToolsProtocol
+
+    class HttpToolsProtocol(_HeaderTimeout, _HttpToolsProtocol):
+        """uvicorn's httptools protocol with a header timeout."""
+
+except ImportError:  # pragma: no cover - httptools is installed with uvicorn[standard]
+    pass
+
+
+def uvicorn_options(settings: Settings, http: str) -> dict[str, Any]:
+    """The uvicorn options that carry the limits, for `uvicorn.run` (by import path, so that
+    worker processes find the protocol class too)."""
+    name = "HttpToolsProtocol" if http == "httptools" else "H11Protocol"
+    return {
+        "http": f"thrifty.api.limits:{name}",
+        "limit_concurrency": settings.limits.max_connections,
+        "h11_max_incomplete_event_size": settings.limits.max_header_bytes,
+    }
+
+
+def configure(settings: Settings) -> None:
+    """Set this process's header timeout (protocol objects are made by uvicorn, per connection)."""
+    _HeaderTimeout.header_timeout_s = settings.limits.header_timeout_s
+
+
+class ServerLimits:
+    """ASGI middleware: the body timeout and the body cap, enforced while the body is read."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.body_timeout_s = settings.limits.body_timeout_s
+        self.max_body_bytes = settings.limits.max_body_bytes
+        # a file upload is a multipart form around a file of up to max_file_bytes
+        self.max_upload_bytes = settings.batches.max_file_bytes + 65536
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cap = self.max_upload_bytes if scope["path"] == "/v1/files" else self.max_body_bytes
+        received = 0
+        done = False
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, done
+            if done:  # the body is read: what is left to wait for is a disconnect
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout_s)
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"the request body stopped arriving ({self.body_timeout_s:g} s without data)"
+                ) from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > cap:
+                    raise PayloadTooLarge(f"request body is over {cap} bytes")
+                done = not message.get("more_body", False)
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracked_send)
+        except (RequestTimeout, PayloadTooLarge) as exc:
+            if started:
+                raise
+            await _error(send, exc)
+
+
+async def _error(send: Send, exc: ThriftyError) -> None:
+    body = exc.body()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),  # the rest of the body is never read
+    ]
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
