@@ -121,7 +121,7 @@ def test_keys_on_a_real_server(tmp_path: Path, upstream: FakeUpstream) -> None:
         assert eventually(lambda: not works(later))
         assert works(user)
         log = server.log()
-    assert "API keys required" in log
+    assert "auth.mode auto: every call needs an API key" in log
     for secret in (user, local_only, later):
         assert secret not in log
     assert "ok:" in cli(home, "audit", "verify")
