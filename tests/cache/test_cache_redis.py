@@ -199,12 +199,14 @@ def test_a_check_on_one_replica_tightens_every_replica(redis_url: str, prefix: s
     asyncio.run(a.flush())  # the check reaches Redis
     again = ctx_for("I forgot my password, how can I reset it?")
     assert ask(b, again, "A fresh answer.") is None  # replica b learned it too
-    assert b.thresholds is not None and b.thresholds.counts().wrong == 1
-    wrong = {"source": "feedback", "outcome": "wrong"}
-    assert sample(b, "thrifty_cache_semantic_checks_total", **wrong) == 1
+    checks = "thrifty_cache_semantic_checks_total"
+    assert sample(b, checks, source="feedback", outcome="wrong") == 1  # a's, read from Redis
+    # b checked the near-hit it declined against the model's answer: another one, wrong
+    assert sample(b, checks, source="shadow", outcome="wrong") == 1
+    assert b.thresholds is not None and b.thresholds.counts().wrong == 2
     (c,) = replicas(redis_url, prefix, n=1, embedder=embedder, semantic=True)
     ask(c, ctx_for("Something else entirely?"))  # a new replica replays the stream
-    assert c.thresholds is not None and c.thresholds.counts().wrong == 1
+    assert c.thresholds is not None and c.thresholds.counts().wrong == 2
 
 
 def test_cli_stats_and_clear(

@@ -62,6 +62,14 @@ class CacheSettings(_Section):
         gt=0,
         lt=0.5,
     )
+    shadow_sample: float = Field(
+        0.0,
+        description="Share of semantic hits asked again of their model after the answer was sent, "
+        "to check them (each costs a model call that no tenant's usage shows); declined near-hits "
+        "are checked for free against the answer the model gave anyway.",
+        ge=0,
+        le=1,
+    )
     audit_hits: int = Field(
         1000,
         description="Recent semantic hits kept for `thrifty cache audit` (masked text, in "

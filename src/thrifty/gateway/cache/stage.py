@@ -50,6 +50,7 @@ from thrifty.gateway.cache.keys import RequestKeys, deterministic, directives, r
 from thrifty.gateway.cache.memory import MemoryStore
 from thrifty.gateway.cache.metrics import CacheMetrics
 from thrifty.gateway.cache.redis import RedisStore, VectorRecord
+from thrifty.gateway.cache.shadow import Shadows
 from thrifty.gateway.metrics import Metrics
 from thrifty.gateway.stage import Stage
 
@@ -98,6 +99,7 @@ class ResponseCache(Stage):
         self.thresholds: Thresholds | None = None
         self.audit: audit.AuditLog | None = None
         self.evidence: Evidence | None = None
+        self.shadows: Shadows | None = None
         if settings.enabled and settings.semantic:
             from thrifty.gateway.cache.embed import load_embedder
             from thrifty.gateway.cache.semantic import SemanticIndex
@@ -116,6 +118,7 @@ class ResponseCache(Stage):
             self.evidence = Evidence(
                 self.thresholds, self.metrics, shared=self.shared, submit=self._submit_io
             )
+            self.shadows = Shadows(self, settings.shadow_sample)
             if home is not None and settings.audit_hits > 0:
                 self.audit = audit.AuditLog(home / audit.FILENAME, settings.audit_hits)
         # threads start on first use: an in-process exact cache never starts one
@@ -311,6 +314,8 @@ class ResponseCache(Stage):
 
     def on_finish(self, ctx: RequestContext) -> None:
         """Store a completed answer that a model gave to a request that may be cached."""
+        if self.shadows is not None:
+            self.shadows.after(ctx)  # a semantic hit or declined near-hit: check it
         pending = self._pending.pop(ctx.id, None)
         if pending is None or ctx.status != 200 or ctx.route == "cache" or ctx.reply is None:
             return
@@ -514,7 +519,9 @@ class ResponseCache(Stage):
             self.metrics.threshold.set(self.thresholds.threshold)
 
     async def flush(self) -> None:
-        """Wait for the writes in flight (tests, benchmarks)."""
+        """Wait for the writes and shadow checks in flight (tests, benchmarks, shutdown)."""
+        if self.shadows is not None:
+            await self.shadows.wait()
         while self._jobs:
             await asyncio.gather(*(asyncio.wrap_future(job) for job in list(self._jobs)))
 
