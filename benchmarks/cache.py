@@ -228,6 +228,7 @@ def vector_search(dim: int = 512) -> list[list[object]]:
     """Per-replica numpy index vs reading the vectors from Redis on every lookup."""
     from thrifty.gateway.cache.guard import Signature
     from thrifty.gateway.cache.semantic import SemanticIndex
+    from thrifty.gateway.cache.thresholds import Calibration, Thresholds
 
     rng = np.random.default_rng(0)
     rows: list[list[object]] = []
@@ -235,7 +236,7 @@ def vector_search(dim: int = 512) -> list[list[object]]:
     for n in (1_000, 10_000, 100_000):
         vectors = rng.standard_normal((n, dim)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        index = SemanticIndex(dim, 0.99, n)
+        index = SemanticIndex(dim, Thresholds(Calibration(0.99, 0.01), 0.01), n)
         sig = Signature.of("q")
         far = time.time() + 3600
         for i in range(n):
