@@ -1,6 +1,6 @@
 """The local engine through thrifty against llama.cpp itself, for both bundled models.
 
-Four measurements per model, in the same run and on the same threads (default: every core):
+Four measurements per model, in the same run and on the same threads (default: thrifty's):
 
 - llama-bench: llama.cpp's own single-stream figures, prompt processing (pp128) and text
   generation (tg64), no HTTP at all;
@@ -57,7 +57,7 @@ from _common import (
     table,
     thrifty_serve,
 )
-from thrifty.backends.llamacpp import LlamaServerBackend
+from thrifty.backends.llamacpp import LlamaServerBackend, default_threads
 from thrifty.backends.models import BUNDLED, resolve_model
 from thrifty.config import LocalSettings
 
@@ -376,7 +376,10 @@ def parse_args() -> argparse.Namespace:
         "--threads-batch", type=int, help="prompt threads for every engine (default: thrifty's)"
     )
     parser.add_argument(
-        "--threads", type=int, default=os.cpu_count() or 1, help="engine threads (default: all)"
+        "--threads",
+        type=int,
+        default=default_threads(),
+        help="engine threads (default: thrifty's, every core but one)",
     )
     args = parser.parse_args()
     args.models = args.models or list(BUNDLED)

@@ -10,7 +10,8 @@ Both serve the two bundled models (SmolLM2 135M, Gemma 3 270M) from one endpoint
 
 Measured: the cold start (first request to a model that is not loaded: load + answer), the
 latency of a one-token request to a loaded model, asking the same model again and again or
-alternating between the two (the cost of switching), and the engines' resident memory.
+alternating between two loaded ones (SmolLM2 and a copy of it under another name, so that both
+cost the same per answer: the difference is the cost of switching), and the engines' memory.
 With --adapters DIR (GGUF LoRA adapters of SmolLM2, e.g. from `thrifty export --lora`): the
 memory of one SmolLM2 engine with them against one engine per merged student, and generation
 tok/s of an adapter request against a base request on the same engine.
@@ -22,6 +23,7 @@ tok/s of an adapter request against a base request on the same engine.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import tempfile
 import time
@@ -35,19 +37,24 @@ from thrifty.backends import reaper
 from thrifty.backends.models import resolve_model
 
 MODELS = ("smollm2-135m", "gemma3-270m")
+COPY = "smollm2-copy"  # SmolLM2 again under another name: switching costs the same per answer
+
+
+_NONCE = itertools.count()
 
 
 def ask(client: httpx.Client, url: str, model: str, max_tokens: int = 1, **extra: Any) -> float:
-    """Seconds for one non-streamed chat request."""
+    """Seconds for one non-streamed chat request (a new one: thrifty's cache never answers)."""
     body = {
         "model": model,
-        "messages": [{"role": "user", "content": "Say yes."}],
+        "messages": [{"role": "user", "content": f"Say yes. (#{next(_NONCE)})"}],
         "max_tokens": max_tokens,
         "temperature": 0,
         **extra,
     }
     started = time.perf_counter()
-    response = client.post(url + "/chat/completions", json=body)
+    # a connection per request: llama-server's router drops a kept-alive one after an answer
+    response = client.post(url + "/chat/completions", json=body, headers={"connection": "close"})
     if response.status_code != 200:
         raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:300]}")
     return time.perf_counter() - started
@@ -80,24 +87,26 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def measure(url: str, client: httpx.Client, n: int) -> dict[str, float]:
-    result = {}
-    for model in MODELS:
-        result[f"cold {model}"] = ask(client, url, model) * 1000
+def measure(url: str, client: httpx.Client, n: int, cold: bool = True) -> dict[str, float]:
+    result = {"cold smollm2-135m": float("nan")}
+    if cold:
+        result["cold smollm2-135m"] = ask(client, url, MODELS[0]) * 1000
+    result["cold gemma3-270m"] = ask(client, url, MODELS[1]) * 1000
+    ask(client, url, COPY)  # loaded: the switching figure compares two loaded engines
     result["same model"] = latencies(client, url, [MODELS[0]], n)
-    result["alternating"] = latencies(client, url, list(MODELS), n)
+    result["alternating"] = latencies(client, url, [MODELS[0], COPY], n)
     return result
 
 
 def router(home: Path, threads: int) -> Server:
     models = home / "router-models"
     models.mkdir(parents=True, exist_ok=True)
-    for name in MODELS:
+    for name, source in [(m, m) for m in MODELS] + [(COPY, MODELS[0])]:
         link = models / f"{name}.gguf"
         if not link.exists():
-            link.symlink_to(resolve_model(name, home))
+            link.symlink_to(resolve_model(source, home))
     port = free_port()
-    command = [str(BIN / "llama-server"), "--models-dir", str(models), "--models-max", "2"]
+    command = [str(BIN / "llama-server"), "--models-dir", str(models), "--models-max", "3"]
     command += ["--host", "127.0.0.1", "--port", str(port), "-t", str(threads)]
     command += ["--parallel", "1", "-c", "1024", "--no-webui", "--jinja"]
     return Server(command, port, home / "logs" / "router.log", ready_path="/health")
@@ -122,18 +131,21 @@ def adapters_run(home: Path, adapters: list[Path], args: argparse.Namespace) -> 
         names.append(name)
     config = {"local": {"threads": args.threads, "parallel": 1, "ctx_size": 1024}}
     lines = []
-    with httpx.Client(timeout=300) as client:
+    with httpx.Client(timeout=300, limits=httpx.Limits(max_keepalive_connections=0)) as client:
         with thrifty_serve(home / "plain-home", config=config) as gateway:
             base_alone = sum(_rss(p) for p in _engine_pids(home / "plain-home"))
-            base_tps = args.gen / max(ask(client, gateway.base_url, MODELS[0], args.gen), 1e-9)
+            base_tps = args.gen / min(
+                ask(client, gateway.base_url, MODELS[0], args.gen, ignore_eos=True)
+                for _ in range(3)
+            )
         with thrifty_serve(home, config=config) as gateway:
             url = gateway.base_url
             ask(client, url, names[0])  # loads the engine with every adapter
             with_adapters = sum(_rss(p) for p in _engine_pids(home))
             best = {}
             for model in (MODELS[0], names[0]):
-                ask(client, url, model, args.gen)  # warm
-                seconds = min(ask(client, url, model, args.gen) for _ in range(2))
+                ask(client, url, model, args.gen, ignore_eos=True)  # warm
+                seconds = min(ask(client, url, model, args.gen, ignore_eos=True) for _ in range(3))
                 best[model] = args.gen / seconds
     size = sum(p.stat().st_size for p in adapters) / 2**20
     lines.append(
@@ -176,19 +188,12 @@ def main() -> None:
             memory = _rss(server.pid) + sum(_rss(c) for c in children(server.pid))
         rows.append(["llama-server router", *figures.values(), memory])
         print(f"thrifty ({load_average()})", flush=True)
-        config = {
-            "local": {"threads": args.threads, "parallel": 1, "ctx_size": 1024, "max_loaded": 2}
-        }
+        copy = str(resolve_model(MODELS[0], home))
+        local = {"threads": args.threads, "parallel": 1, "ctx_size": 1024, "max_loaded": 3}
+        config = {"local": {**local, "models": {COPY: copy}}}
         with thrifty_serve(home, config=config) as gateway:
-            # the default model is loaded at start: unload nothing, time gemma's cold start
-            cold = {}
-            cold[f"cold {MODELS[0]}"] = float("nan")
-            cold[f"cold {MODELS[1]}"] = ask(client, gateway.base_url, MODELS[1]) * 1000
-            figures = {
-                **cold,
-                "same model": latencies(client, gateway.base_url, [MODELS[0]], args.requests),
-                "alternating": latencies(client, gateway.base_url, list(MODELS), args.requests),
-            }
+            # the default model is loaded at start; gemma's first request is a cold start
+            figures = measure(gateway.base_url, client, args.requests, cold=False)
             memory = sum(_rss(p) for p in _engine_pids(home))
         rows.append(["thrifty pool", *figures.values(), memory])
         with plain(home, args.threads) as server:

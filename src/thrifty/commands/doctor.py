@@ -239,17 +239,19 @@ def _model(settings: Settings) -> Iterator[Check]:
 
 
 def _cores(settings: Settings) -> Iterator[Check]:
+    from thrifty.backends.llamacpp import default_threads
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = cores or 1
     local = settings.local
-    threads = local.threads or cores
+    threads = local.threads or default_threads()
     detail = (
         f"{cores} core{'s' * (cores != 1)} usable; engine threads {threads}, "
         f"{local.parallel} slot(s), {settings.workers} gateway worker(s)"
     )
     if local.threads and local.threads > cores:
         yield Check("cores", "warn", detail + ": more engine threads than cores (they spin)",
-                    f"local.threads: {cores} (or leave it unset: every core)")  # fmt: skip
+                    f"local.threads: {cores} (or leave it unset: every core but one)")  # fmt: skip
     elif settings.workers > cores:
         yield Check("cores", "warn", detail + ": more workers than cores",
                     f"thrifty serve --workers {cores}")  # fmt: skip

@@ -109,7 +109,10 @@ class LocalSettings(_Section):
         ge=1,
     )
     threads: int | None = Field(
-        None, description="CPU threads generating tokens; default: all cores.", ge=1
+        None,
+        description="CPU threads generating tokens; default: every core but one (llama.cpp's "
+        "threads stall each other when anything else needs a core).",
+        ge=1,
     )
     threads_batch: int | None = Field(
         None, description="CPU threads processing prompts; default: same as threads.", ge=1
