@@ -75,6 +75,8 @@ MODES: dict[str, str] = {
     "http429": "429 with Retry-After: retry_after (default 1)",
     "malformed": "200 with a body that is not JSON (stream: an event that is not JSON)",
     "cut": "stream: two chunks, then drop the connection; not stream: half a body, then drop",
+    "null_choice": "a reply whose choices are [null] (stream: the first event's)",
+    "drip": "the answer a few bytes at a time, delay_s (default 0.5) apart (stream: each event)",
 }
 DEFAULT_MODEL = "fake-chat"
 FLAVORS = ("plain", "deepseek-v4", "python-sse")
@@ -106,7 +108,7 @@ class Fault:
         times = data.get("times")
         if times is not None and (not isinstance(times, int) or times < 1):
             raise ValueError("times must be a positive integer")
-        default_delay = 1.0 if mode == "slow" else 0.0
+        default_delay = {"slow": 1.0, "drip": 0.5}.get(mode, 0.0)
         return cls(
             mode,
             float(data.get("delay_s", default_delay)),
@@ -326,7 +328,7 @@ class FakeUpstreamApp:
             await _respond(send, 400, _error_body(message, "invalid_request_error", "bad_json"))
             return
         fault = self._take_fault()
-        if fault.delay_s > 0:
+        if fault.delay_s > 0 and fault.mode != "drip":
             await asyncio.sleep(fault.delay_s)
         mode = fault.mode
         if mode == "hang":
@@ -343,9 +345,9 @@ class FakeUpstreamApp:
             message = f"Model Not Exist: {body.get('model')!r}; models: {', '.join(V4_MODELS)}"
             await _respond(send, 400, _error_body(message, "invalid_request_error", "bad_model"))
         elif body.get("stream"):
-            await self._stream(endpoint, body, mode, receive, send)
+            await self._stream(endpoint, body, mode, receive, send, fault.delay_s)
         else:
-            await self._whole(endpoint, body, mode, receive, send)
+            await self._whole(endpoint, body, mode, receive, send, fault.delay_s)
 
     def _thinks(self, endpoint: str, body: dict[str, Any]) -> bool:
         """V4 thinks by default, on chat requests, unless thinking is disabled."""
@@ -416,7 +418,13 @@ class FakeUpstreamApp:
         }
 
     async def _whole(
-        self, endpoint: str, body: dict[str, Any], mode: str, receive: Receive, send: Send
+        self,
+        endpoint: str,
+        body: dict[str, Any],
+        mode: str,
+        receive: Receive,
+        send: Send,
+        delay_s: float = 0.0,
     ) -> None:
         words, reasoning, finish, usage = self._answer(endpoint, body)
         text = "".join(words)
@@ -432,8 +440,20 @@ class FakeUpstreamApp:
         choice.update(logprobs=None, finish_reason=finish)
         payload.update(choices=[choice], usage=usage)
         data = self.dumps(payload)
+        if mode == "null_choice":
+            data = b'{"id":"x","object":"chat.completion","choices":[null]}'
         if mode == "malformed":
             await _respond(send, 200, data[: len(data) // 2])  # truncated JSON, whole response
+        elif mode == "drip":
+            start = {"type": "http.response.start", "status": 200}
+            start["headers"] = [(b"content-type", _JSON), (b"content-length", b"%d" % len(data))]
+            await send(start)
+            for i in range(0, len(data), 8):
+                await send(
+                    {"type": "http.response.body", "body": data[i : i + 8], "more_body": True}
+                )
+                await asyncio.sleep(delay_s)
+            await send({"type": "http.response.body", "body": b""})
         elif mode == "cut":
             start = {"type": "http.response.start", "status": 200}
             start["headers"] = [(b"content-type", _JSON), (b"content-length", b"%d" % len(data))]
@@ -446,7 +466,13 @@ class FakeUpstreamApp:
             await _respond(send, 200, data)
 
     async def _stream(
-        self, endpoint: str, body: dict[str, Any], mode: str, receive: Receive, send: Send
+        self,
+        endpoint: str,
+        body: dict[str, Any],
+        mode: str,
+        receive: Receive,
+        send: Send,
+        delay_s: float = 0.0,
     ) -> None:
         words, reasoning, finish, usage = self._answer(endpoint, body)
         await send(
@@ -484,10 +510,14 @@ class FakeUpstreamApp:
             events.append(self.dumps({**head, "choices": [], "usage": usage}))
         if mode == "malformed":
             events[0] = events[0][: len(events[0]) // 2]
+        if mode == "null_choice":
+            events[0] = b'{"id":"x","object":"chat.completion.chunk","choices":[null]}'
         for n, event in enumerate(events):
             if mode == "cut" and n == 2:
                 await _drop(send, receive)
                 return
+            if mode == "drip" and n:
+                await asyncio.sleep(delay_s)
             await send({"type": "http.response.body", "body": self.frame(event), "more_body": True})
         await send({"type": "http.response.body", "body": self.frame(b"[DONE]")})
 

@@ -172,6 +172,7 @@ def build_registry(settings: Settings) -> Registry:
             api_key=up.api_key(),
             connect_timeout_s=up.connect_timeout_s,
             timeout_s=up.timeout_s,
+            stream_idle_timeout_s=up.stream_idle_timeout_s,
         )
         every = ANTHROPIC_CAPABILITIES if up.api == "anthropic" else CAPABILITIES
         caps = every if up.capabilities is None else frozenset(up.capabilities)

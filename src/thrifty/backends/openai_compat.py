@@ -89,8 +89,9 @@ class OpenAICompatBackend:
         base_url: str,
         *,
         api_key: str | None = None,
-        connect_timeout_s: float = 5.0,
-        timeout_s: float = 60.0,
+        connect_timeout_s: float = 10.0,
+        timeout_s: float = 300.0,
+        stream_idle_timeout_s: float = 60.0,
         reuse_connections: bool = True,
     ) -> None:
         self.name = name
@@ -98,8 +99,12 @@ class OpenAICompatBackend:
         self._headers = {"content-type": "application/json", "accept-encoding": "identity"}
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout_s, sock_read=timeout_s
+        # A whole answer has a deadline (a reply dripping a byte at a time must not hold the
+        # request past it); a stream has a longest gap between events instead, since a long
+        # answer streams for as long as it needs.
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout_s, sock_read=stream_idle_timeout_s
         )
         self._session: aiohttp.ClientSession | None = None
         self.reuse_connections = reuse_connections
@@ -150,12 +155,19 @@ class OpenAICompatBackend:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise upstream_failure(self.name, resp.status, raw, resp.headers)
+        except aiohttp.ClientPayloadError:  # a body cut short of its Content-Length
+            raise UpstreamError(
+                f"upstream {self.name} closed the connection before its answer ended",
+                retryable=True,
+            ) from None
         except (aiohttp.ClientConnectionError, OSError) as exc:
             if isinstance(exc, aiohttp.ServerTimeoutError):
                 raise _timed_out(self.name) from None
             raise _unreachable(self.name, exc) from None
         except TimeoutError:
             raise _timed_out(self.name) from None
+        except aiohttp.ClientError as exc:  # anything else the client can raise is the upstream's
+            raise UpstreamError(f"upstream {self.name} failed: {exc}", retryable=True) from None
         finally:
             self.in_flight -= 1
         try:
@@ -164,10 +176,9 @@ class OpenAICompatBackend:
             raise UpstreamError(
                 f"upstream {self.name} sent a body that is not JSON", retryable=True
             ) from None
-        if not isinstance(payload, dict) or ("choices" not in payload and "data" not in payload):
-            raise UpstreamError(
-                f"upstream {self.name} sent JSON that is not a completion", retryable=True
-            )
+        problem = completion_problem(payload)
+        if problem is not None:
+            raise UpstreamError(f"upstream {self.name} sent {problem}", retryable=True)
         return Reply(payload)
 
     async def stream(
@@ -176,7 +187,10 @@ class OpenAICompatBackend:
         self.in_flight += 1
         try:
             async with self.session.post(
-                self._url(endpoint), data=orjson.dumps(body), headers=self._headers
+                self._url(endpoint),
+                data=orjson.dumps(body),
+                headers=self._headers,
+                timeout=self._stream_timeout,
             ) as resp:
                 if resp.status >= 400:
                     raise upstream_failure(self.name, resp.status, await resp.read(), resp.headers)
@@ -195,6 +209,13 @@ class OpenAICompatBackend:
                             error = _stream_error(self.name, data)
                             if error is not None:
                                 raise error
+                        problem = event_problem(data)
+                        if problem is not None:
+                            # before the first byte reached the client this is a failure the
+                            # next target can make good; after it, the stream ends in an error
+                            raise UpstreamError(
+                                f"upstream {self.name} sent {problem}", retryable=not stats.chunks
+                            )
                         batch.append(data)
                     if batch:
                         if stats.first_chunk_at is None:
@@ -210,8 +231,49 @@ class OpenAICompatBackend:
             raise _unreachable(self.name, exc) from None
         except TimeoutError:
             raise _timed_out(self.name) from None
+        except aiohttp.ClientError as exc:  # anything else the client can raise is the upstream's
+            raise UpstreamError(
+                f"upstream {self.name} failed: {exc}", retryable=not stats.chunks
+            ) from None
         finally:
             self.in_flight -= 1
+
+
+def completion_problem(payload: Any) -> str | None:
+    """What is wrong with a whole answer (a completion or embeddings), or None."""
+    if not isinstance(payload, dict):
+        return "JSON that is not an object"
+    if "data" in payload and "choices" not in payload:
+        return None if isinstance(payload["data"], list) else "embeddings without a data list"
+    choices = payload.get("choices")
+    if not isinstance(choices, list):
+        return "JSON that is not a completion (no choices)"
+    for choice in choices:
+        if not isinstance(choice, dict):
+            return "a completion whose choices are not objects"
+        message = choice.get("message")
+        if message is not None and not isinstance(message, dict):
+            return "a completion whose message is not an object"
+    usage = payload.get("usage")
+    if usage is not None and not isinstance(usage, dict):
+        return "a completion whose usage is not an object"
+    return None
+
+
+def event_problem(data: bytes) -> str | None:
+    """What is wrong with one streamed event, or None."""
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return "a stream event that is not JSON"
+    if not isinstance(event, dict):
+        return "a stream event that is not an object"
+    choices = event.get("choices")
+    if choices is not None and (
+        not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices)
+    ):
+        return "a stream event whose choices are not objects"
+    return None
 
 
 def _stream_error(name: str, data: bytes) -> UpstreamError | None:

@@ -72,8 +72,16 @@ class UpstreamSettings(_Section):
         "FIELD: VALUE, ...} to send extra request fields with it, e.g. {model: deepseek-v4-flash, "
         "thinking: {type: disabled}}; a field the client sends itself wins over the mapping's."
     )
-    connect_timeout_s: float = Field(5, description="TCP connect timeout.", gt=0)
-    timeout_s: float = Field(60, description="Longest wait for the upstream's next byte.", gt=0)
+    connect_timeout_s: float = Field(10, description="TCP connect timeout.", gt=0)
+    timeout_s: float = Field(
+        300,
+        description="Deadline of a whole non-streamed request (reasoning models answer slowly); "
+        "past it the next target is tried.",
+        gt=0,
+    )
+    stream_idle_timeout_s: float = Field(
+        60, description="Longest gap between two events of a streamed answer.", gt=0
+    )
     max_retries: int = Field(2, description="Retries on connect errors, 429 and 5xx.", ge=0)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     api: Literal["openai", "anthropic"] = Field(

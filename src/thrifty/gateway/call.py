@@ -143,7 +143,12 @@ class Caller:
                     retryable = isinstance(exc, UpstreamError) and exc.retryable
                     if breaker is not None and isinstance(exc, UpstreamError):
                         breaker.record_failure()
-                    if not retryable or n + 1 == tries or (breaker and not breaker.allow()):
+                    # asked to wait longer than we would: the next target answers sooner
+                    after = getattr(exc, "retry_after", None)
+                    too_long = after is not None and after > _MAX_RETRY_AFTER_S
+                    if too_long or not retryable or n + 1 == tries:
+                        break
+                    if breaker and not breaker.allow():
                         break
                     if self.on_retry is not None:
                         self.on_retry(target.upstream or target.route)
