@@ -44,7 +44,15 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import ROOT, machine_header, percentile, start_fake_upstream, table, thrifty_serve
+from _common import (
+    ROOT,
+    load_average,
+    machine_header,
+    percentile,
+    start_fake_upstream,
+    table,
+    thrifty_serve,
+)
 
 INTENT_SUITE = ROOT / "examples" / "intent" / "intent.suite.jsonl"
 MIX = {"intent": 0.60, "faq": 0.15, "arithmetic": 0.15, "code": 0.10}
@@ -239,6 +247,12 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100)
     parser.add_argument("--student", type=Path, help="The intent student's GGUF.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--answers",
+        type=Path,
+        help="A JSON file of both targets' answers: written after asking, read instead of "
+        "asking when it exists (to re-analyse a run without the models).",
+    )
     args = parser.parse_args()
 
     from thrifty.costs.local import LocalCost
@@ -263,23 +277,45 @@ def main() -> None:
     cloud_answers: dict[str, Answer] = {}
     student = args.student if args.student and args.student.is_file() else None
     started = time.monotonic()
+    saved = args.answers is not None and args.answers.is_file()
+    if saved:
+        stored = json.loads(args.answers.read_text(encoding="utf-8"))
+        local_answers = {k: Answer(**v) for k, v in stored["local"].items()}
+        cloud_answers = {k: Answer(**v) for k, v in stored["cloud"].items()}
+        cloud_fake.stop()
+        print(f"answers read from {args.answers} (asked on {stored['when']}, {stored['load']})")
     try:
         servers = {"bundled": thrifty_serve(work / "bundled", config={"cache": {"enabled": False}})}
         if student is not None:
             servers["student"] = thrifty_serve(
                 work / "student", "-m", str(student), config={"cache": {"enabled": False}}
             )
-        for kind, server in servers.items():
+        for kind, server in servers.items() if not saved else ():
             with server:
                 for item in items:
                     use = "student" if student is not None and item.kind == "intent" else "bundled"
                     if use == kind:
                         local_answers[item.id] = ask(server.base_url, "local", item, True)
-        for item in items:
+        for item in items if not saved else ():
             cloud_answers[item.id] = ask(cloud_fake.url, "deepseek-chat", item, False)
     finally:
         cloud_fake.stop()
     answered_s = time.monotonic() - started
+    if args.answers is not None and not saved:
+        from dataclasses import asdict
+
+        args.answers.write_text(
+            json.dumps(
+                {
+                    "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "load": load_average(),
+                    "local": {k: asdict(v) for k, v in local_answers.items()},
+                    "cloud": {k: asdict(v) for k, v in cloud_answers.items()},
+                },
+                ensure_ascii=False,
+            ),
+            encoding="utf-8",
+        )
 
     prices = PriceBook.load()
     now = datetime.now(UTC)
@@ -429,6 +465,16 @@ def main() -> None:
                 sum(q_local[i] for i in ids) / len(ids),
                 sum(q_cloud[i] for i in ids) / len(ids),
             )
+    seconds = sorted(local_answers[i].seconds for i in test_ids)
+    tokens = sum(local_answers[i].completion_tokens for i in test_ids)
+    n = len(test_ids)
+    print(
+        f"local answers: median {seconds[n // 2]:.2f} s each, {tokens / sum(seconds):.1f} answer "
+        f"tokens/s (load now: {load_average()}); mean cost per answer: local marginal "
+        f"${sum(local_nanos(local_answers[i], False) for i in test_ids) / n / 1e9:.7f}, fully "
+        f"loaded ${sum(local_nanos(local_answers[i], True) for i in test_ids) / n / 1e9:.7f}; "
+        f"cloud ${sum(cloud_nanos(cloud_answers[i]) for i in test_ids) / n / 1e9:.7f}"
+    )
     print(
         "quality by kind (local / cloud): "
         + ", ".join(f"{k} {a:.2f}/{b:.2f}" for k, (a, b) in per_kind.items())
@@ -490,7 +536,7 @@ def decision_time(model: Any, items: list[Item], work: Path) -> str:
     reg.add(["local"], Target("local", engine, "local"))  # type: ignore[arg-type]
     reg.add(["deepseek-chat"], Target("deepseek-chat", object(), "deepseek-chat", "deepseek"))  # type: ignore[arg-type]
     router = Router(RouterSettings(scorer="learned"), reg, home=work)
-    stage = getattr(router, "on_request", None) or router.__call__
+    stage = router.on_request
     loop = asyncio.new_event_loop()
 
     def once(model_name: str, item: Item) -> float:
@@ -504,11 +550,18 @@ def decision_time(model: Any, items: list[Item], work: Path) -> str:
     for item in items[:5]:
         once("auto", item)  # loads the encoder and the artifact
     auto = [once("auto", item) for item in items * 3]
+    embedder = router.quality.embedder  # type: ignore[union-attr]
+    embed = []
+    for item in items * 3:
+        started = time.perf_counter()
+        embedder.embed(item.question)
+        embed.append((time.perf_counter() - started) * 1e6)
     named = [once("deepseek-chat", item) for item in items * 3]
     p50 = percentile(auto, 0.5) / 1000
     return (
         f"decision time, learned scorer, embedding included: p50 {p50:.2f} "
-        f"ms, p99 {percentile(auto, 0.99) / 1000:.2f} ms (target <= 3 ms p50); an explicit-model "
+        f"ms, p99 {percentile(auto, 0.99) / 1000:.2f} ms (target <= 3 ms p50), of which the "
+        f"embedding alone p50 {percentile(embed, 0.5) / 1000:.2f} ms; an explicit-model "
         f"request: p50 {percentile(named, 0.5):.1f} µs (the router is skipped)"
     )
 
