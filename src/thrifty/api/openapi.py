@@ -9,7 +9,7 @@ from pydantic.json_schema import models_json_schema
 
 from thrifty import __version__
 from thrifty.api.feedback import FeedbackRequest
-from thrifty.api.protocol import ChatCompletionRequest, CompletionRequest
+from thrifty.api.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 _ERROR = {
     "type": "object",
@@ -74,6 +74,7 @@ def openapi_schema() -> dict[str, Any]:
         [
             (ChatCompletionRequest, "validation"),
             (CompletionRequest, "validation"),
+            (EmbeddingRequest, "validation"),
             (FeedbackRequest, "validation"),
         ],
         ref_template="#/components/schemas/{model}",
@@ -117,6 +118,7 @@ def openapi_schema() -> dict[str, Any]:
                 "Chat completion", "#/components/schemas/ChatCompletionRequest"
             ),
             "/v1/completions": _post("Text completion", "#/components/schemas/CompletionRequest"),
+            "/v1/embeddings": _post("Embeddings", "#/components/schemas/EmbeddingRequest"),
             "/v1/models": _get("Models this gateway serves"),
             "/v1/models/{model}": model,
             "/v1/usage": usage,
