@@ -115,6 +115,7 @@ def test_presented_secret_from_bearer_or_api_key() -> None:
     assert presented_secret(Headers({"authorization": "Bearer sk-abc"})) == "sk-abc"
     assert presented_secret(Headers({"Authorization": "bearer  sk-abc "})) == "sk-abc"
     assert presented_secret(Headers({"api-key": "sk-abc"})) == "sk-abc"
+    assert presented_secret(Headers({"x-api-key": "sk-abc"})) == "sk-abc"  # Anthropic's SDK
     assert presented_secret(Headers({"authorization": "Basic dXNlcg=="})) == ""
     assert presented_secret(Headers({"authorization": "Bearer "})) == ""
     assert presented_secret(Headers({})) is None

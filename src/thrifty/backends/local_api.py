@@ -6,6 +6,10 @@ drops them for `top_logprobs: 0`, leaves `delta.role` out of the first stream ch
 `timings` and a build-id `system_fingerprint` to every answer, and, without `max_tokens`,
 generates until the context is full. `LocalCall` holds one request's adjustments: the body to
 send, and how to fix its answer (whole, or chunk by chunk).
+
+Tools take thrifty's grammar path (`backends/tools.py`) whatever the template: with a template
+that does declare tool support (Qwen2.5's, served with SmolLM2), llama-server's own path answered
+`tool_choice: required` with plain text, the very failure this module exists to prevent.
 """
 
 from __future__ import annotations
