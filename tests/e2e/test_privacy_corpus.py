@@ -6,7 +6,8 @@ Every row of tests/data/pii_requests.jsonl (personal data in every kind, format 
 clean look-alikes) and of clean_prompts.jsonl goes through it, under `privacy.on_pii: local`
 and `mask`, streamed and not. The cloud's record of what it received must hold none of the
 values; clean rows must reach the cloud (a clean row kept local is a false positive), except
-those with an image part, which the default `privacy.unscannable: local` keeps local.
+those with an image part, which the default `privacy.unscannable: local` keeps local (where the
+local model, which takes no images, answers 400).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import httpx
 import pytest
 
 from fakes.upstream import FakeUpstream, start_upstream
-from support import ThriftyServer
+from support import ThriftyServer, dump
 
 pytestmark = pytest.mark.slow
 
@@ -92,6 +93,10 @@ def run(
     return results, json.dumps(received, ensure_ascii=False)
 
 
+def has_image(row: dict[str, Any]) -> bool:
+    return "image_url" in json.dumps(row["body"])
+
+
 def leaks(rows: list[dict[str, Any]], received: str) -> list[tuple[Any, str]]:
     return [(row["id"], value) for row in rows for value in row["values"] if value in received]
 
@@ -109,8 +114,12 @@ def test_no_personal_data_reaches_the_cloud(
         rows = [row for row in rows if row["group"] != "clean"]
     with server(cloud, local, on_pii) as thrifty:
         results, received = run(thrifty, cloud, rows, stream)
-    assert all(status == 200 for _, status, _ in results), [
-        (row["id"], status) for row, status, _ in results if status != 200
+    # what thrifty stored (request log, audit log) holds none of it either
+    assert leaks(rows, dump(thrifty.database_url)) == []
+    # a prompt with an image stays local (unscannable), and the local model takes no images: 400
+    expected = {id(row): 400 if has_image(row) else 200 for row in rows}
+    assert all(status == expected[id(row)] for row, status, _ in results), [
+        (row["id"], status) for row, status, _ in results if status != expected[id(row)]
     ]
     assert leaks(rows, received) == []
     personal = [(row, route) for row, _, route in results if row["group"] != "clean"]
@@ -123,9 +132,7 @@ def test_no_personal_data_reaches_the_cloud(
     clean = [(row, route) for row, _, route in results if row["group"] == "clean"]
     # an image part cannot be scanned: under the default (privacy.unscannable: local) a clean
     # prompt with a screenshot stays local too, by design, not by a false positive
-    with_image = [route for row, route in clean if "image_url" in json.dumps(row["body"])]
-    assert all(route == "local" for route in with_image)
-    clean = [(row, route) for row, route in clean if "image_url" not in json.dumps(row["body"])]
+    clean = [(row, route) for row, route in clean if not has_image(row)]
     if clean:
         flagged = Counter(row["kind"] for row, route in clean if route != CLOUD)
         rate = sum(flagged.values()) / len(clean)

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from fakes.backends import IdleUpstream
-from support import database_url
+from support import database_url, dump
 from thrifty.api.app import build_app
 from thrifty.backends import Registry, Reply, StreamStats, Target
 from thrifty.config import Settings
@@ -178,6 +178,11 @@ def test_the_review_queue_stores_personal_data_redacted(setup: Any) -> None:
     for value in ("13812345678", "li.na@example.com", "110105199003071239"):
         assert value not in excerpt
     assert "<PHONE>" in excerpt and "<EMAIL>" in excerpt and "<ID_CARD>" in excerpt
+    # nor anywhere else in the store: request log, audit log, review queue
+    stored = dump(database_url(home))
+    assert "secret plan" in stored  # the dump does hold the stored text
+    for value in ("13812345678", "li.na@example.com", "110105199003071239"):
+        assert value not in stored
 
 
 # --- whole answers -----------------------------------------------------------------------------
