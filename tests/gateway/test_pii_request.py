@@ -344,3 +344,9 @@ def test_the_request_corpus_is_found_and_its_clean_rows_are_not(detector: PIIDet
 
 def scan(detector: PIIDetector, row: dict[str, Any]) -> set[str]:
     return scan_request(detector, row["body"]).kinds
+
+
+def test_a_model_name_carrying_personal_data_is_not_kept() -> None:
+    ctx = RequestContext("chat", chat(model="13812345678"), "13812345678", False)
+    asyncio.run(PIIScan(PIIDetector()).on_request(ctx))
+    assert "phone" in ctx.pii and "13812345678" not in ctx.model and ctx.model == "<PHONE>"

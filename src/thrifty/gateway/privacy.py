@@ -29,7 +29,7 @@ from thrifty.backends import Registry, Reply
 from thrifty.config import PrivacySettings
 from thrifty.context import RequestContext
 from thrifty.errors import RouteRejected
-from thrifty.gateway.pii import PIIDetector
+from thrifty.gateway.pii import PIIDetector, redact
 from thrifty.gateway.pii_request import (
     SCAN_FAILED,
     UNSCANNABLE,
@@ -58,6 +58,11 @@ class PIIScan(Stage):
         found = scan_kinds(self.detector, ctx.body, self.timeout_s, self.unscannable, ctx.id)
         if found:
             ctx.pii = frozenset(found)
+            named = found - _FAIL_CLOSED and isinstance(ctx.model, str)
+            if named and self.detector.kinds_in(ctx.model):
+                # no model is named like that (the answer is a 404), and the name is stored in
+                # the request and audit logs: keep the personal data out of them
+                ctx.model = redact(self.detector, ctx.model)
         return None
 
 
