@@ -75,7 +75,9 @@ class AnthropicBackend(OpenAICompatBackend):
         chunks = ChunkStream(str(body.get("model")), int(time.time()))
         self.in_flight += 1
         try:
-            async with self.session.post(self.messages_url, data=data, headers=self._headers) as r:
+            async with self.session.post(
+                self.messages_url, data=data, headers=self._headers, timeout=self._stream_timeout
+            ) as r:
                 if r.status >= 400:
                     raise upstream_failure(self.name, r.status, await r.read(), r.headers)
                 async for events in iter_events(r.content.iter_any()):
