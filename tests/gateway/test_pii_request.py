@@ -173,7 +173,9 @@ def test_personal_data_in_verbatim_fields_is_left_and_found_again(
         ({"type": "file", "file": {"file_id": "file-1"}}, True),
         ({"type": "text", "text": "data:image/png;base64," + "A" * 80}, True),
         ({"type": "text", "text": "x" * 10 + "QUJD" * 100}, True),
+        ({"type": "text", "text": "see " + "\n".join(["QUJD" * 19] * 10)}, True),  # MIME lines
         ({"type": "text", "text": "a normal sentence " * 40}, False),
+        ({"type": "text", "text": "一段很长的中文文本，没有空格。" * 40}, False),
     ],
 )
 def test_unscannable_content(part: dict[str, Any], unscannable: bool) -> None:
