@@ -39,7 +39,7 @@ def request_row(
         "endpoint": "chat", "model": "m", "route": "local", "reason": "r",
         "upstream_model": None, "latency_ms": latency, "ttft_ms": None, "cost_nanos": cost,
         "baseline_nanos": None, "status": status, "error_code": None, "pii": "",
-        "cache": "", "variant": variant,
+        "cache": "", "variant": variant, "trace_id": None,
     }  # fmt: skip
     return tuple(values[c] for c in COLUMNS)
 

@@ -85,7 +85,7 @@ def insert(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert the way the request log's writer does: every column, in `COLUMNS` order."""
     sql = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
     defaults = {"key_id": None, "upstream_model": None, "cached_tokens": 0, "ttft_ms": None}
-    defaults |= {"error_code": None, "pii": "", "cache": "", "variant": None}
+    defaults |= {"error_code": None, "pii": "", "cache": "", "variant": None, "trace_id": None}
     with conn.transaction():
         conn.executemany(sql, [tuple({**defaults, **r}[c] for c in COLUMNS) for r in rows])
 

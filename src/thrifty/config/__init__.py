@@ -30,6 +30,7 @@ from thrifty.config.safety import (
 )
 from thrifty.config.settings import Settings, config_path, load_settings
 from thrifty.config.store import StoreSettings
+from thrifty.config.telemetry import TelemetrySettings
 from thrifty.config.train import DistillSettings
 from thrifty.config.upstreams import (
     DEEPSEEK_ALIASES,
@@ -70,6 +71,7 @@ __all__ = [
     "Settings",
     "ShadowSettings",
     "StoreSettings",
+    "TelemetrySettings",
     "TimeWindow",
     "UpstreamModel",
     "UpstreamSettings",

@@ -34,6 +34,7 @@ from thrifty.config.local import LocalSettings
 from thrifty.config.routing import ExperimentSettings, RouterSettings
 from thrifty.config.safety import AuthSettings, ModerationSettings, PrivacySettings
 from thrifty.config.store import StoreSettings
+from thrifty.config.telemetry import TelemetrySettings
 from thrifty.config.train import DistillSettings
 from thrifty.config.upstreams import (
     DEEPSEEK_ALIASES,
@@ -82,6 +83,7 @@ class Settings(BaseSettings):
     distill: DistillSettings = Field(default_factory=DistillSettings)
     batches: BatchSettings = Field(default_factory=BatchSettings)
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     experiments: dict[str, ExperimentSettings] = Field(
         default_factory=dict,
         description="A/B experiments by name; a request for model NAME is assigned a variant "

@@ -58,6 +58,7 @@ from thrifty.gateway.route import ModelRoute
 from thrifty.gateway.router import Router
 from thrifty.gateway.shadow import Shadow
 from thrifty.gateway.stage import Stage
+from thrifty.gateway.telemetry import build_telemetry
 from thrifty.store.audit import AuditLog
 from thrifty.store.batching import BatchWriter
 from thrifty.store.request_log import RequestLog
@@ -83,8 +84,11 @@ class GatewayParts:
     audit: AuditLog
     review: ReviewQueue
     writers: list[BatchWriter[Any]] = field(default_factory=list)
+    exporter: Any = None  # the OTLP exporter's thread, when traces are on
 
     def open(self) -> None:
+        if self.exporter is not None:
+            self.exporter.start()
         self.request_log.open()
         self.audit.open()
         self.review.open()
@@ -102,6 +106,8 @@ class GatewayParts:
         self.review.close()
         if self.capture is not None:
             self.capture.close()
+        if self.exporter is not None:
+            self.exporter.close()  # the last requests' spans leave
 
 
 def build_gateway(settings: Settings, registry: Registry, metrics: Metrics) -> GatewayParts:
@@ -168,8 +174,13 @@ def build_gateway(settings: Settings, registry: Registry, metrics: Metrics) -> G
     recorders: list[Callable[[RequestContext], None]] = [request_log.append, metrics.observe]
     if settings.auth.audit_requests:
         recorders.append(audit.record)
+    tracer, exporter, log_line = build_telemetry(settings.telemetry)
+    if log_line is not None:
+        recorders.append(log_line)
     meter = Meter(settings.costs, prices, registry)
-    gateway = Gateway([s for s in stages if s is not None], caller, meter.price, recorders)
+    gateway = Gateway(
+        [s for s in stages if s is not None], caller, meter.price, recorders, tracer=tracer
+    )
     writers: list[BatchWriter[Any]] = [request_log, audit]
     if capture is not None:
         writers.append(capture.log)
@@ -187,4 +198,5 @@ def build_gateway(settings: Settings, registry: Registry, metrics: Metrics) -> G
         audit=audit,
         review=review,
         writers=writers,
+        exporter=exporter,
     )

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -32,6 +32,9 @@ from thrifty.gateway.stage import Chunk, ChunkFilter, Stage, implements
 from thrifty.gateway.textfirst import TextFirst, may_carry_nothing
 from thrifty.sse import needs_parse
 
+if TYPE_CHECKING:
+    from thrifty.gateway.tracing import Tracer
+
 logger = logging.getLogger(__name__)
 
 Recorder = Callable[[RequestContext], None]
@@ -44,17 +47,30 @@ class Gateway:
         caller: Caller,
         price: Recorder,
         recorders: Sequence[Recorder] = (),
+        tracer: Tracer | None = None,
     ) -> None:
         self.stages = list(stages)
         self.caller = caller
         self.price = price  # sets the request's cost and baseline from its usage
         self.recorders = list(recorders)  # request log, metrics, audit: after every finish
+        # Tracing replaces these methods on this instance only, so tracing off runs the very
+        # code it ran before (no check per request, no span object).
+        self.tracer = tracer
+        if tracer is not None:
+            self.price = tracer.meter(price)
+            self.handle = self._traced_handle  # type: ignore[method-assign]
+            self.finish = self._traced_finish  # type: ignore[method-assign]
         self._index()
 
     def _index(self) -> None:
         """Which stages implement which halves: the hot path calls no empty method."""
         stages = self.stages
-        self._requests = [(i, s) for i, s in enumerate(stages) if implements(s, "on_request")]
+        tracer = self.tracer
+        self._requests: list[tuple[int, Callable[[RequestContext], Awaitable[Reply | None]]]] = [
+            (i, s.on_request if tracer is None else tracer.stage(s))
+            for i, s in enumerate(stages)
+            if implements(s, "on_request")
+        ]
         self._replies = [(i, s) for i, s in enumerate(stages) if implements(s, "on_reply")][::-1]
         self._streams = [(i, s) for i, s in enumerate(stages) if implements(s, "on_stream")][::-1]
         self._finishes = [(i, s) for i, s in enumerate(stages) if implements(s, "on_finish")][::-1]
@@ -73,9 +89,9 @@ class Gateway:
         answered_at = len(self.stages)  # answer halves run for the stages before this one
         try:
             reply: Reply | None = None
-            for i, stage in self._requests:
+            for i, on_request in self._requests:
                 depth = i + 1
-                reply = await stage.on_request(ctx)
+                reply = await on_request(ctx)
                 if reply is not None:
                     answered_at = i
                     break
@@ -109,6 +125,17 @@ class Gateway:
             f for i, s in self._streams if i < answered_at and (f := s.on_stream(ctx)) is not None
         ]
         return Stream(self, ctx, depth, source, filters, stats)
+
+    async def _traced_handle(self, ctx: RequestContext) -> dict[str, Any] | Stream:
+        assert self.tracer is not None
+        self.tracer.open(ctx)
+        return await Gateway.handle(self, ctx)
+
+    def _traced_finish(self, ctx: RequestContext, depth: int) -> None:
+        assert self.tracer is not None
+        self.tracer.open(ctx)  # a refused request's trace opens here
+        Gateway.finish(self, ctx, depth)
+        self.tracer.close(ctx)
 
     def refuse(self, ctx: RequestContext, exc: ThriftyError) -> None:
         """A request refused before it reached the stages (unreadable, unauthenticated)."""

@@ -241,6 +241,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE samples ADD COLUMN reasoning TEXT;
         """,
     ),
+    (
+        "0020_requests_trace_id",
+        """
+        -- the OpenTelemetry trace id (32 hex digits) when traces are on; NULL: none
+        ALTER TABLE requests ADD COLUMN trace_id TEXT;
+        """,
+    ),
 ]
 
 

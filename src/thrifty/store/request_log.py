@@ -26,6 +26,7 @@ COLUMNS = (
     "id", "ts", "tenant", "key_id", "endpoint", "model", "route", "reason", "upstream_model",
     "stream", "prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms", "ttft_ms",
     "cost_nanos", "baseline_nanos", "status", "error_code", "pii", "cache", "variant",
+    "trace_id",
 )  # fmt: skip
 _INSERT = (
     f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) "
@@ -59,6 +60,8 @@ def row_of(ctx: RequestContext) -> tuple[Any, ...]:
         ",".join(sorted(ctx.pii)),
         ctx.cache,
         ctx.variant,
+        # the tracer names the trace in the answer's headers (thrifty.gateway.tracing)
+        ctx.response_headers.get("x-thrifty-trace-id"),
     )
 
 
@@ -84,7 +87,8 @@ class RequestLog(BatchWriter[tuple[Any, ...]]):
         orphans = self.spool.open() if self.spool is not None else []
         super().open()
         for row in orphans:  # rows a killed process had acknowledged; the id keeps them once
-            self.add(row)
+            # a spool written before a column was added has shorter rows: the new ones are NULL
+            self.add((*row, *(None,) * (len(COLUMNS) - len(row))))
 
     def append(self, ctx: RequestContext) -> None:
         """Finisher: the request's row, spooled and queued for the writer thread."""
