@@ -138,3 +138,35 @@ def test_no_personal_data_reaches_the_cloud(
         rate = sum(flagged.values()) / len(clean)
         print(f"clean rows kept local: {sum(flagged.values())}/{len(clean)} ({rate:.1%}) {flagged}")
         assert rate <= 0.02, flagged
+
+
+def test_masked_values_come_back_inside_tool_call_arguments(
+    clouds: tuple[FakeUpstream, FakeUpstream],
+) -> None:
+    """The cloud calls a tool with the placeholders it saw; the client gets its own values."""
+    cloud, local = clouds
+    said = "13812345678 / li.na@example.com / 110105199003071239"
+    tools = [{"type": "function", "function": {"name": "remember", "parameters": {}}}]
+    body = {"model": CLOUD, "messages": [{"role": "user", "content": f"call:{said}"}]}
+    body["tools"] = tools
+    with (
+        server(cloud, local, "mask") as thrifty,
+        httpx.Client(base_url=thrifty.base_url, timeout=60) as client,
+    ):
+        cloud.reset()
+        whole = client.post("/chat/completions", json=body).json()
+        call = whole["choices"][0]["message"]["tool_calls"][0]["function"]
+        assert json.loads(call["arguments"]) == {"text": said}
+        arguments = ""
+        with client.stream("POST", "/chat/completions", json={**body, "stream": True}) as streamed:
+            for line in streamed.iter_lines():
+                if line.startswith("data: {"):
+                    for choice in json.loads(line[6:]).get("choices") or []:
+                        for delta in choice["delta"].get("tool_calls") or []:
+                            arguments += delta.get("function", {}).get("arguments") or ""
+        assert json.loads(arguments) == {"text": said}
+        received = json.dumps(cloud.stats()["bodies"], ensure_ascii=False)
+    assert len(json.loads(received)) == 2
+    for value in said.split(" / "):
+        assert value not in received
+    assert "<PHONE_1>" in received and "<EMAIL_1>" in received and "<ID_CARD_1>" in received

@@ -67,7 +67,8 @@ Send = Callable[[Message], Awaitable[None]]
 Headers = Sequence[tuple[bytes, bytes]]
 
 MODES: dict[str, str] = {
-    "ok": 'answer normally (a last user message "echo:TEXT" is answered with TEXT)',
+    "ok": 'answer normally (a last user message "echo:TEXT" is answered with TEXT, "call:TEXT" '
+    'with a call of the first tool whose arguments are {"text": TEXT})',
     "slow": "sleep delay_s (default 1), then answer normally",
     "hang": "accept the request and never answer",
     "refuse": "close the TCP connection without a response",
@@ -386,6 +387,17 @@ class FakeUpstreamApp:
             usage["completion_tokens_details"] = {"reasoning_tokens": len(reasoning)}
         return words, reasoning, finish, usage
 
+    @staticmethod
+    def _tool_call(endpoint: str, body: dict[str, Any]) -> tuple[str, str] | None:
+        """(name, arguments) when the last user message is "call:TEXT" and tools are offered:
+        the answer calls the first tool with {"text": TEXT} (masking tests)."""
+        text = _last_user_text(endpoint, body)
+        tools = body.get("tools")
+        if endpoint != "chat" or not text.startswith("call:") or not isinstance(tools, list):
+            return None
+        name = ((tools[0] or {}).get("function") or {}).get("name") or "tool" if tools else "tool"
+        return str(name), json.dumps({"text": text[5:]}, ensure_ascii=False)
+
     def _usage(self, parts: list[str], completion_tokens: int) -> dict[str, Any]:
         """Usage in DeepSeek's shape: the longest message prefix seen before counts as hits."""
         sizes = [estimate_tokens(p) + 4 for p in parts]  # +4: the chat template's wrapping
@@ -437,6 +449,15 @@ class FakeUpstreamApp:
         else:
             choice = {"index": 0, "text": text}
             payload = self._head(body, "text_completion")
+        call = self._tool_call(endpoint, body)
+        if call is not None:
+            function = {"name": call[0], "arguments": call[1]}
+            choice["message"] = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "call_1", "type": "function", "function": function}],
+            }
+            finish = "tool_calls"
         choice.update(logprobs=None, finish_reason=finish)
         payload.update(choices=[choice], usage=usage)
         data = self.dumps(payload)
@@ -503,6 +524,20 @@ class FakeUpstreamApp:
                 choice = {"index": 0, "text": piece}
             choice.update(logprobs=None, finish_reason=None)
             events.append(self.dumps({**head, "choices": [choice]}))
+        call = self._tool_call(endpoint, body)
+        if call is not None:  # the call instead of text: its arguments in small pieces
+            name, arguments = call
+            events.clear()
+            first = {"index": 0, "id": "call_1", "type": "function"}
+            first["function"] = {"name": name, "arguments": ""}
+            deltas: list[dict[str, Any]] = [{"role": "assistant", "tool_calls": [first]}]
+            for i in range(0, len(arguments), 3):
+                piece = {"index": 0, "function": {"arguments": arguments[i : i + 3]}}
+                deltas.append({"tool_calls": [piece]})
+            for delta in deltas:
+                choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+                events.append(self.dumps({**head, "choices": [choice]}))
+            finish = "tool_calls"
         last: dict[str, Any] = {"index": 0, "delta": {}} if chat else {"index": 0, "text": ""}
         last.update(logprobs=None, finish_reason=finish)
         events.append(self.dumps({**head, "choices": [last]}))
