@@ -56,7 +56,7 @@ def stages() -> list[Stage]:
 async def decide(pipeline: list[Stage], body: dict[str, Any]) -> RequestContext:
     ctx = RequestContext("chat", body, "auto", False)
     for stage in pipeline:
-        await stage(ctx)
+        await stage.on_request(ctx)
     return ctx
 
 
