@@ -170,3 +170,22 @@ def test_masked_values_come_back_inside_tool_call_arguments(
     for value in said.split(" / "):
         assert value not in received
     assert "<PHONE_1>" in received and "<EMAIL_1>" in received and "<ID_CARD_1>" in received
+
+
+def test_a_scan_past_its_deadline_keeps_the_request_off_the_cloud(
+    clouds: tuple[FakeUpstream, FakeUpstream],
+) -> None:
+    cloud, local = clouds
+    config = {
+        "local": {"url": local.root},
+        "privacy": {"scan_timeout_ms": 0.000001},  # no scan finishes in a nanosecond
+        "upstreams": [{"name": "cloud", "base_url": cloud.url, "models": {CLOUD: "fake-chat"}}],
+    }
+    body = {"model": CLOUD, "messages": [{"role": "user", "content": "What is 2 + 2?"}]}
+    with ThriftyServer(config=config) as thrifty:
+        cloud.reset()
+        response = httpx.post(thrifty.base_url + "/chat/completions", json=body, timeout=60)
+        assert response.status_code == 200, response.text
+        assert response.headers["x-thrifty-route"] == "local"
+        assert "scan_failed" in response.headers["x-thrifty-reason"]
+        assert cloud.stats()["requests"] == 0
