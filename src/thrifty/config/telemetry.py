@@ -16,7 +16,7 @@ class TelemetrySettings(_Section):
         "http://127.0.0.1:4318): one span per request and one per stage, backend attempt and "
         "metering go to <url>/v1/traces over OTLP/HTTP, off the request path; an incoming "
         "`traceparent` is continued and `x-thrifty-trace-id` names the trace. Unset: no tracing "
-        "(and no cost). Needs the `telemetry` extra.",
+        "(and no cost).",
     )
     service_name: str = Field("thrifty", description="The traces' service.name.")
     export_interval_s: float = Field(

@@ -29,9 +29,8 @@ def build_telemetry(
 ) -> tuple[Tracer | None, OtlpExporter | None, Callable[[RequestContext], None] | None]:
     tracer = exporter = None
     if settings.otlp_endpoint:
-        from thrifty.gateway.otlp import OtlpExporter, check_installed
+        from thrifty.gateway.otlp import OtlpExporter
 
-        check_installed()
         exporter = OtlpExporter(
             settings.otlp_endpoint,
             service_name=settings.service_name,
