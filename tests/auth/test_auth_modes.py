@@ -98,6 +98,8 @@ def test_auto_opens_until_the_first_key_and_revoking_does_not_reopen(
         after_revoke = await client.post(CHAT, json=BODY)
         return [before, without, with_key, after_revoke]
 
+    with pytest.raises(ExposureError, match="without API keys"):  # before any key exists
+        serve(settings_for(tmp_path, upstream, "auto", "0.0.0.0"), steps)
     before, without, with_key, after_revoke = serve(settings, steps)
     assert before.status_code == 200
     assert without.status_code == 401 and with_key.status_code == 200
@@ -105,8 +107,6 @@ def test_auto_opens_until_the_first_key_and_revoking_does_not_reopen(
     starts = [r.getMessage() for r in caplog.records if r.getMessage().startswith("auth.mode")]
     assert starts[0].startswith("auth.mode auto: no API keys: accepting unauthenticated calls")
     assert any("the first API key exists" in line for line in starts)
-    with pytest.raises(ExposureError, match="without API keys"):
-        serve(settings_for(tmp_path / "exposed", upstream, "auto", "0.0.0.0"), steps)
 
 
 def test_required_needs_a_key_from_the_start_on_any_address(
