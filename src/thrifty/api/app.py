@@ -25,6 +25,7 @@ from thrifty.api.admin import KeyAdmin
 from thrifty.api.anthropic import AnthropicService
 from thrifty.api.auth import Authenticator
 from thrifty.api.batches import BatchService
+from thrifty.api.console import console_routes
 from thrifty.api.embeddings import EmbeddingService
 from thrifty.api.feedback import feedback_endpoint
 from thrifty.api.openai import OpenAIService
@@ -161,6 +162,7 @@ def build_app(settings: Settings, registry: Registry | None = None) -> Starlette
         Route("/v1/usage", rt.auth.guard(usage_endpoint(rt)), methods=["GET"]),
         Route("/v1/feedback", rt.auth.guard(feedback_endpoint(rt)), methods=["POST"]),
         *KeyAdmin(rt).routes(),
+        *console_routes(rt),
         *(batches.routes() if batches is not None else []),
     ]
     app = Starlette(

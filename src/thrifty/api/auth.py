@@ -222,6 +222,15 @@ class Authenticator:
             raise AuthenticationError("This API key has expired.", headers=_CHALLENGE)
         return key
 
+    def by_id(self, key_id: str) -> KeyPolicy | None:
+        """An active, unexpired key by its public id (a console session names its key so)."""
+        for key in self._keys.active.values():
+            if key.key_id == key_id:
+                if key.expires_at is not None and key.expires_at <= self.clock():
+                    return None
+                return key
+        return None
+
     def identify(self, headers: Mapping[str, str]) -> KeyPolicy:
         """The caller's key, even while serving without keys (then: 401 saying how to make one)."""
         if self._keys.count:

@@ -270,6 +270,13 @@ def _aggregate(
     return UsageReport(since, until, by, finished, total.finish("total"))
 
 
+def empty_report(
+    since: float, until: float | None = None, by: Grouping | None = None
+) -> UsageReport:
+    """The report of a window without requests."""
+    return _aggregate((), since, until, by)
+
+
 def load_usage(
     url: str,
     since: float,
@@ -360,10 +367,10 @@ class Bucket:
 
 
 def time_span(
-    conn: Connection, since: float, until: float | None = None
+    conn: Connection, since: float, until: float | None = None, tenant: str | None = None
 ) -> tuple[float, float] | None:
-    """The first and last request times in the window; None when it is empty."""
-    where, params = _where(since, until)
+    """The first and last request times in the window (of one tenant); None when empty."""
+    where, params = _where(since, until, tenant)
     first, last = conn.execute(
         f"SELECT MIN(ts), MAX(ts) FROM requests WHERE {where}", params
     ).fetchone()
@@ -379,7 +386,11 @@ def auto_bucket(span_s: float) -> int:
 
 
 def timeseries(
-    conn: Connection, since: float, bucket: float, until: float | None = None
+    conn: Connection,
+    since: float,
+    bucket: float,
+    until: float | None = None,
+    tenant: str | None = None,
 ) -> list[Bucket]:
     """Cost, baseline and requests per route in buckets of ``bucket`` seconds.
 
@@ -388,7 +399,7 @@ def timeseries(
     """
     if bucket <= 0:
         raise ValueError(f"bucket must be positive, got {bucket}")
-    where, params = _where(since, until)
+    where, params = _where(since, until, tenant)
     query = f"SELECT ts, route, cost_nanos, baseline_nanos FROM requests WHERE {where}"
     cost: dict[int, int] = {}
     baseline: dict[int, int] = {}
