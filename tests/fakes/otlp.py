@@ -23,8 +23,10 @@ def _value(v: Any) -> Any:
 class OtlpReceiver:
     """Listens on 127.0.0.1; `spans` are dicts (hex ids, attributes as a dict)."""
 
-    def __init__(self) -> None:
+    def __init__(self, decode: bool = True) -> None:
+        """`decode=False` only counts what arrives (a benchmark's cheap sink)."""
         self.spans: list[dict[str, Any]] = []
+        self.received_bytes = 0
         self.resources: list[dict[str, Any]] = []
         self.requests = 0
         self._lock = threading.Lock()
@@ -40,9 +42,13 @@ class OtlpReceiver:
                     self.send_response(404)
                     self.end_headers()
                     return
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                receiver._add(request)
+                receiver.received_bytes += len(body)
+                if decode:
+                    request = ExportTraceServiceRequest()
+                    request.ParseFromString(body)
+                    receiver._add(request)
+                else:
+                    receiver.requests += 1
                 out = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("content-type", "application/x-protobuf")
