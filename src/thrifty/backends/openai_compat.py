@@ -7,6 +7,7 @@ long the upstream asked us to wait (`retry_after`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -103,6 +104,7 @@ class OpenAICompatBackend:
         # request past it); a stream has a longest gap between events instead, since a long
         # answer streams for as long as it needs.
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
+        self.timeout_s = timeout_s  # a stream's first event is due within it too
         self._stream_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout_s, sock_read=stream_idle_timeout_s
         )
@@ -185,13 +187,19 @@ class OpenAICompatBackend:
         self, endpoint: Endpoint, body: dict[str, Any], stats: StreamStats
     ) -> AsyncGenerator[list[bytes], None]:
         self.in_flight += 1
+        # until the first event, the whole-answer deadline holds (a stream that never starts
+        # falls back in time); after it, only the gaps between events are bounded
+        deadline = asyncio.timeout(self.timeout_s)
         try:
-            async with self.session.post(
-                self._url(endpoint),
-                data=orjson.dumps(body),
-                headers=self._headers,
-                timeout=self._stream_timeout,
-            ) as resp:
+            async with (
+                deadline,
+                self.session.post(
+                    self._url(endpoint),
+                    data=orjson.dumps(body),
+                    headers=self._headers,
+                    timeout=self._stream_timeout,
+                ) as resp,
+            ):
                 if resp.status >= 400:
                     raise upstream_failure(self.name, resp.status, await resp.read(), resp.headers)
                 async for events in iter_events(resp.content.iter_any()):
@@ -220,6 +228,7 @@ class OpenAICompatBackend:
                     if batch:
                         if stats.first_chunk_at is None:
                             stats.first_chunk_at = time.perf_counter()
+                            deadline.reschedule(None)
                         stats.chunks += len(batch)
                         yield batch
                 raise _cut(self.name)

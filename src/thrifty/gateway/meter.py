@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from thrifty.backends import Registry
+from thrifty.backends import Registry, Target
 from thrifty.config import CostSettings
 from thrifty.context import RequestContext
 from thrifty.costs.money import convert_nanos
@@ -46,8 +46,8 @@ class Meter:
             ctx.cost_nanos = self._usd_nanos(target.model, usage, at)
         if ctx.cost_nanos is not None:
             ctx.cost_nanos += self._discarded_nanos(ctx)
-        same_model = target is not None and target.model == self.baseline_model
-        if not same_model:  # another model's prompt-cache hits say nothing of the baseline's
+        if not self._same_offering(target, at):
+            # another model's prompt-cache hits say nothing of the baseline's
             usage = TokenUsage(usage.prompt_tokens, usage.completion_tokens)
         ctx.baseline_nanos = self._usd_nanos(self.baseline_model, usage, at)
 
@@ -60,6 +60,16 @@ class Meter:
         if nanos == 0 or self.local_cost.currency == "USD":
             return nanos
         return convert_nanos(nanos, self.local_cost.currency, "USD", cny_per_usd=self.cny_per_usd)
+
+    def _same_offering(self, target: Target | None, at: datetime) -> bool:
+        """The answering model is the baseline, or an alias priced exactly like it then (as
+        deepseek-chat is V4-Flash): its prompt-cache hits would have been the baseline's too."""
+        if target is None or target.upstream is None:
+            return False
+        if target.model == self.baseline_model:
+            return True
+        rates = self.prices.price_at(target.model, at)
+        return rates is not None and rates == self.prices.price_at(self.baseline_model, at)
 
     def _usd_nanos(self, model: str, usage: TokenUsage, at: datetime) -> int | None:
         nanos = self.prices.cost_nanos(model, usage, at)
