@@ -159,8 +159,8 @@ async def through_gateway(args: argparse.Namespace, port: int, pid: int) -> dict
 
 
 def embedding_latency(models: list[str], texts: list[str]) -> list[list[object]]:
-    from thrifty.gateway.cache.base import MissingExtra
-    from thrifty.gateway.cache.embed import load_embedder
+    from thrifty.encoders import load_embedder
+    from thrifty.errors import MissingExtra
 
     rows: list[list[object]] = []
     for name in models:
@@ -315,7 +315,7 @@ def heldout_pairs() -> tuple[list[dict[str, Any]], int]:
 def accuracy(model: str) -> tuple[list[list[object]], list[list[object]], dict[str, float]]:
     import _cache_baseline as old
     from thrifty.config import CacheSettings
-    from thrifty.gateway.cache.embed import load_embedder
+    from thrifty.encoders import load_embedder
     from thrifty.gateway.cache.guard import Signature
     from thrifty.gateway.cache.semantic import SemanticIndex
     from thrifty.gateway.cache.thresholds import Thresholds

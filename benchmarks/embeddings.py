@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--model", default="use-multilingual-v3")
     args = parser.parse_args()
     print(machine_header(f"embeddings/s, {args.model}, {args.texts} texts per round"))
-    from thrifty.gateway.cache.embed import load_embedder
+    from thrifty.encoders import load_embedder
 
     encoder = load_embedder(args.model, 1)
     encoder.embed_batch(texts(4, 0))  # weights loaded before timing

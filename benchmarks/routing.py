@@ -258,8 +258,8 @@ def main() -> None:
     from thrifty.costs.local import LocalCost
     from thrifty.costs.pricebook import PriceBook
     from thrifty.costs.usage import TokenUsage
+    from thrifty.encoders import load_embedder
     from thrifty.evals.routing import Pair, summarize
-    from thrifty.gateway.cache.embed import load_embedder
     from thrifty.gateway.complexity import HeuristicScorer
     from thrifty.gateway.scorer import RequestFeatures, design_row, train
     from thrifty.store.outcomes import Outcome

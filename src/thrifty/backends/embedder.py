@@ -20,7 +20,7 @@ from thrifty.backends.base import Endpoint, Reply, StreamStats
 from thrifty.errors import InvalidRequest, ThriftyError
 
 if TYPE_CHECKING:
-    from thrifty.gateway.cache.embed import Embedder
+    from thrifty.encoders import Embedder
 
 MAX_INPUTS = 2048  # OpenAI's limit per request
 
@@ -77,8 +77,8 @@ class LocalEmbedder:
     def model(self) -> Embedder:
         with self._lock:
             if self._model is None:
-                from thrifty.gateway.cache.base import MissingExtra
-                from thrifty.gateway.cache.embed import load_embedder
+                from thrifty.encoders import load_embedder
+                from thrifty.errors import MissingExtra
 
                 try:
                     self._model = load_embedder(self.name, self.threads)
@@ -119,7 +119,7 @@ class LocalEmbedder:
             else:
                 value = [float(x) for x in vector]
             data.append({"object": "embedding", "index": i, "embedding": value})
-        from thrifty.gateway.complexity import estimate_tokens
+        from thrifty.tokens import estimate_tokens
 
         tokens = sum(estimate_tokens(t) for t in texts)
         return Reply(

@@ -37,7 +37,7 @@ Examples:
 
 
 def _redis(settings: Settings) -> RedisStore:
-    from thrifty.gateway.cache.base import MissingExtra
+    from thrifty.errors import MissingExtra
     from thrifty.gateway.cache.redis import RedisStore
 
     c = settings.cache

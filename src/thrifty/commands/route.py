@@ -159,8 +159,8 @@ def train(config: str | None, sources: tuple[str, ...], min_examples: int) -> No
       thrifty route train
     """
     from thrifty.commands.options import cli_settings
-    from thrifty.gateway.cache.base import MissingExtra
-    from thrifty.gateway.cache.embed import load_embedder
+    from thrifty.encoders import load_embedder
+    from thrifty.errors import MissingExtra
     from thrifty.gateway.scorer import artifact_path, next_version
     from thrifty.gateway.scorer import train as fit
     from thrifty.store.outcomes import load_outcomes

@@ -164,7 +164,7 @@ def _scores(
         if router.scorer == "learned":
             quality = LearnedQuality(artifact_path(settings.home), fallback)
         return {ref: quality.predict(f, targets)[local] for ref, f, *_ in rows}
-    from thrifty.gateway.cache.embed import load_embedder
+    from thrifty.encoders import load_embedder
 
     refs = sorted(ref for ref, *_ in rows)
     random.Random(seed).shuffle(refs)

@@ -10,7 +10,6 @@ back from: another model would refuse them too.
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import random
 import time
@@ -29,18 +28,8 @@ _FALLBACK_ERRORS = (UpstreamError, Overloaded)
 
 
 def upstream_body(ctx: RequestContext, target: Target) -> dict[str, Any]:
-    """The body the target receives: the client's, under the target's model name.
-
-    Fields the target's model mapping carries (e.g. ``thinking``) are added under the client's:
-    a field the client sent itself wins, so a client may still switch thinking per request.
-    """
-    body = {key: copy.deepcopy(value) for key, value in target.params.items()}
-    body.update(ctx.body)
-    body.pop("thrifty", None)  # our request extensions stay here
-    body["model"] = target.model
-    if ctx.stream:
-        body["stream_options"] = {"include_usage": True}  # metering needs it; stripped if unasked
-    return body
+    """The body the target receives for this request (see `Target.request_body`)."""
+    return target.request_body(ctx.body, ctx.stream)
 
 
 def backoff_s(attempt: int, retry_after: float | None) -> float:

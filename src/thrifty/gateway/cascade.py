@@ -185,11 +185,10 @@ def as_chunks(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
 async def _first(ctx: RequestContext) -> tuple[Reply | None, str | None]:
     """The first target's whole answer and the check it failed (None: passed; "error": it
     could not answer)."""
-    from thrifty.gateway.call import upstream_body
 
     rule: CascadeTarget = ctx.cascade
     first = ctx.targets[0]
-    body = first_body(rule, upstream_body(ctx, first))
+    body = first_body(rule, first.request_body(ctx.body, ctx.stream))
     began = time.perf_counter()
     try:
         reply = await first.backend.complete(ctx.endpoint, body)

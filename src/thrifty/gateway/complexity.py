@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 from thrifty.gateway.pii import iter_message_texts
+from thrifty.tokens import estimate_tokens as estimate_tokens
 
 
 class Scorer(Protocol):
@@ -119,12 +120,6 @@ _CJK = re.compile(r"[\u4e00-\u9fff]")
 
 def _marks(text: str, marks: tuple[str, ...]) -> int:
     return sum(1 for mark in marks if mark in text)
-
-
-def estimate_tokens(text: str) -> int:
-    """A tokenizer-free estimate: ~1 token per CJK character, ~4 characters per token otherwise."""
-    cjk = len(_CJK.findall(text)) if not text.isascii() else 0
-    return cjk + (len(text) - cjk + 3) // 4
 
 
 class HeuristicScorer:

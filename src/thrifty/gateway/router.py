@@ -54,7 +54,7 @@ from thrifty.gateway.scorer import (
 from thrifty.gateway.stage import Stage
 
 if TYPE_CHECKING:
-    from thrifty.gateway.cache.embed import Embedder
+    from thrifty.encoders import Embedder
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

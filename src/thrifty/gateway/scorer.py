@@ -37,7 +37,7 @@ from thrifty.gateway.pii import iter_message_texts
 from thrifty.store.outcomes import Outcome, fingerprint, task_key
 
 if TYPE_CHECKING:
-    from thrifty.gateway.cache.embed import Embedder
+    from thrifty.encoders import Embedder
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ class LearnedQuality:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            from thrifty.gateway.cache.embed import load_embedder
+            from thrifty.encoders import load_embedder
 
             model = self.model.embedder if self.model is not None else "use-multilingual-v3"
             self._embedder = load_embedder(model)

@@ -174,11 +174,10 @@ class Shadow(Stage):
     async def _run(
         self, ctx: RequestContext, first: Target, other: Target, served: str, reserved: int
     ) -> None:
-        from thrifty.gateway.call import upstream_body
 
         spent = 0
         try:
-            body = upstream_body(ctx, other)
+            body = other.request_body(ctx.body, ctx.stream)
             body.pop("stream", None)
             body.pop("stream_options", None)
             started = time.perf_counter()

@@ -6,7 +6,7 @@
 - `stage`: `ResponseCache`, the stage that looks up on the way in and stores when finished.
 """
 
-from thrifty.gateway.cache.base import MissingExtra
+from thrifty.errors import MissingExtra
 from thrifty.gateway.cache.stage import ResponseCache, build_backend
 
 __all__ = ["MissingExtra", "ResponseCache", "build_backend"]

@@ -6,12 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from thrifty.errors import MissingExtra as MissingExtra
+
 # Called with (key, reason) for each entry a backend drops before its time: "lru" or "expired".
 OnEvict = Callable[[str, str], None]
-
-
-class MissingExtra(RuntimeError):
-    """An optional dependency is not installed; the message is the install hint."""
 
 
 @dataclass(frozen=True, slots=True)

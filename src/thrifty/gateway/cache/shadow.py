@@ -31,7 +31,7 @@ from thrifty.gateway.cache.evidence import SemanticHit
 from thrifty.gateway.cache.guard import Signature, disagreement
 
 if TYPE_CHECKING:
-    from thrifty.gateway.cache.embed import Embedder
+    from thrifty.encoders import Embedder
     from thrifty.gateway.cache.stage import ResponseCache
 
 logger = logging.getLogger(__name__)
@@ -103,10 +103,9 @@ class Shadows:
         task.add_done_callback(self._tasks.discard)
 
     async def _ask_again(self, ctx: RequestContext, hit: SemanticHit) -> None:
-        from thrifty.gateway.call import upstream_body
 
         target = ctx.targets[0]
-        body = upstream_body(ctx, target)
+        body = target.request_body(ctx.body, ctx.stream)
         body.pop("stream", None)
         body.pop("stream_options", None)
         try:

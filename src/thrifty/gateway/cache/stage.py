@@ -55,7 +55,7 @@ from thrifty.gateway.metrics import Metrics
 from thrifty.gateway.stage import Stage
 
 if TYPE_CHECKING:
-    from thrifty.gateway.cache.embed import Embedder
+    from thrifty.encoders import Embedder
     from thrifty.gateway.cache.semantic import Match, SemanticIndex, Vector
     from thrifty.gateway.cache.thresholds import Thresholds
 
@@ -101,7 +101,7 @@ class ResponseCache(Stage):
         self.evidence: Evidence | None = None
         self.shadows: Shadows | None = None
         if settings.enabled and settings.semantic:
-            from thrifty.gateway.cache.embed import load_embedder
+            from thrifty.encoders import load_embedder
             from thrifty.gateway.cache.semantic import SemanticIndex
             from thrifty.gateway.cache.thresholds import Calibration, Thresholds
 

@@ -26,25 +26,10 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from thrifty.encoders import Calibration
+
 BAND = 0.05
 SPAN = 0.25  # bands cover [base - SPAN, 1]: below that nothing is ever worth checking
-
-
-@dataclass(frozen=True, slots=True)
-class Calibration:
-    """P(wrong | similarity, the guard agreed), a logistic fit per embedding model.
-
-    `base` is the similarity where the prior error is 1 % (the model's measured threshold),
-    `scale` how fast it falls above: 5 % at base - 0.1 for USE (scale 0.06), at base - 0.05 for
-    multilingual-e5-small, whose similarities crowd into 0.8-1 (scale 0.03).
-    """
-
-    base: float
-    scale: float
-
-    def prior(self, similarity: float) -> float:
-        center = self.base - math.log(99) * self.scale  # prior(base) = 0.01
-        return 1 / (1 + math.exp((similarity - center) / self.scale))
 
 
 @dataclass(frozen=True, slots=True)

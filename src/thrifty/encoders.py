@@ -1,4 +1,5 @@
-"""Sentence embeddings for the semantic cache, computed in-process and offline.
+"""Sentence embeddings, computed in-process and offline: the semantic cache, the learned
+router and the local `/v1/embeddings` share these encoders.
 
 Two multilingual models ship inside PyPI wheels (nothing is downloaded, no model hub, no
 PyTorch), both in the `semantic` extra:
@@ -19,17 +20,35 @@ and it would bring PyTorch into the gateway.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from thrifty.gateway.cache.base import MissingExtra
-from thrifty.gateway.cache.thresholds import Calibration
+from thrifty.errors import MissingExtra
 
 if TYPE_CHECKING:
     from thrifty.gateway.cache.semantic import Vector
 
 HINT = "the semantic cache needs its extra: pip install 'thrifty[semantic]'"
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """P(wrong | similarity, the guard agreed), a logistic fit per embedding model.
+
+    `base` is the similarity where the prior error is 1 % (the model's measured threshold),
+    `scale` how fast it falls above: 5 % at base - 0.1 for USE (scale 0.06), at base - 0.05 for
+    multilingual-e5-small, whose similarities crowd into 0.8-1 (scale 0.03).
+    """
+
+    base: float
+    scale: float
+
+    def prior(self, similarity: float) -> float:
+        center = self.base - math.log(99) * self.scale  # prior(base) = 0.01
+        return 1 / (1 + math.exp((similarity - center) / self.scale))
 
 
 class Embedder(Protocol):
