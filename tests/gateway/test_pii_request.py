@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -352,3 +353,17 @@ def test_a_model_name_carrying_personal_data_is_not_kept() -> None:
     ctx = RequestContext("chat", chat(model="13812345678"), "13812345678", False)
     asyncio.run(PIIScan(PIIDetector()).on_request(ctx))
     assert "phone" in ctx.pii and "13812345678" not in ctx.model and ctx.model == "<PHONE>"
+
+
+def test_the_scans_walk_reads_what_masking_reads() -> None:
+    """The scan walks the body without paths (it runs on every request); it must read the same
+    texts, in the same order and with the same verbatim flags, as the walk masking uses."""
+    from thrifty.gateway.pii_request import _scan_texts
+
+    path = Path(__file__).resolve().parents[1] / "data" / "pii_requests.jsonl"
+    bodies = [json.loads(line)["body"] for line in path.read_text("utf-8").splitlines()]
+    assert len(bodies) > 400
+    for body in bodies:
+        texts, unscannable = _scan_texts(body)
+        assert texts == [(leaf.text, leaf.verbatim) for leaf in iter_leaves(body)]
+        assert unscannable == is_unscannable(body)

@@ -70,6 +70,99 @@ def _is_blob(value: str) -> bool:
     return _BASE64_RUN.search(value) is not None
 
 
+# What the OpenAI and Anthropic protocols name their fields, and the values of their role and
+# part-type enums: words of the protocol, not of the user. Skipping them (the rest of a body's
+# keys and identifiers are still scanned) keeps a typical chat's scan to its free text.
+_PROTOCOL_WORDS = frozenset(
+    {
+        *_VERBATIM_KEYS,
+        *_VERBATIM_TREES,
+        *_UNSCANNABLE_PARTS,
+        "messages",
+        "content",
+        "name",
+        "text",
+        "prompt",
+        "suffix",
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "tools",
+        "function",
+        "functions",
+        "developer",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "n",
+        "stream",
+        "stream_options",
+        "include_usage",
+        "stop",
+        "seed",
+        "logprobs",
+        "top_logprobs",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "parallel_tool_calls",
+        "tool_calls",
+        "arguments",
+        "description",
+        "parameters",
+        "properties",
+        "items",
+        "default",
+        "strict",
+        "schema",
+        "json_schema",
+        "json_object",
+        "response_format",
+        "metadata",
+        "refusal",
+        "thinking",
+        "reasoning_content",
+        "enabled",
+        "disabled",
+        "budget_tokens",
+        "echo",
+        "best_of",
+        "encoding_format",
+        "dimensions",
+        "input",
+        "thrifty",
+        "string",
+        "number",
+        "integer",
+        "boolean",
+        "object",
+        "array",
+        "null",
+        "auto",
+        "none",
+        "stop_sequences",
+        "tool_use",
+        "tool_result",
+        "tool_use_id",
+        "source",
+        "media_type",
+        "data",
+        "minimum",
+        "maximum",
+        "additionalProperties",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "title",
+        "examples",
+        "store",
+    }
+)
+_SHORTEST_NUMBER = 7  # no kind is a number of fewer digits (a phone has 7 at least)
+
 _JSON_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})")
 _BOUNDARY = 40  # characters each side of a boundary between two strings scanned together
 
@@ -104,16 +197,21 @@ def iter_leaves(body: Any) -> Iterator[Leaf]:
     while stack:
         path, value, verbatim = stack.pop()
         if isinstance(value, str):
-            yield Leaf(path, value, verbatim or _verbatim_key(path))
+            verbatim = verbatim or _verbatim_key(path)
+            if not (verbatim and value in _PROTOCOL_WORDS):
+                yield Leaf(path, value, verbatim)
         elif isinstance(value, bool) or value is None:
             continue
         elif isinstance(value, int | float):
-            yield Leaf(path, str(value), True)
+            text = str(value)
+            if len(text) >= _SHORTEST_NUMBER:
+                yield Leaf(path, text, True)
         elif isinstance(value, Mapping):
             children = []
             for key, child in value.items():
                 key_text = str(key)
-                yield Leaf((*path, key_text, "<key>"), key_text, True)
+                if key_text not in _PROTOCOL_WORDS:
+                    yield Leaf((*path, key_text, "<key>"), key_text, True)
                 children.append(((*path, key_text), child, verbatim or key in _VERBATIM_TREES))
             stack.extend(reversed(children))
         elif isinstance(value, list | tuple):
@@ -156,23 +254,66 @@ def scan_request(
 
     `deadline` is a `time.perf_counter()` value, checked between strings.
     """
-    result = RequestScan(unscannable=is_unscannable(body))
+    texts, unscannable = _scan_texts(body)
+    result = RequestScan(unscannable=unscannable)
     found = result.kinds
     previous: str | None = None
-    for leaf in iter_leaves(body):
+    for text, verbatim in texts:
         if deadline is not None and time.perf_counter() > deadline:
             raise ScanTimeout
-        text = leaf.text
         found |= detector.kinds_in(text)
         if "\\u" in text:
             # JSON written with ensure_ascii (tool arguments): 号 becomes \u53f7, whose trailing
             # 7 would glue onto the phone number after it
             found |= detector.kinds_in(_JSON_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text))
-        if not leaf.verbatim:
+        if not verbatim:
             if previous is not None:
                 found |= {f.kind for f in _boundary_findings(detector, previous, text)}
             previous = text
     return result
+
+
+def _scan_texts(body: Any) -> tuple[list[tuple[str, bool]], bool]:
+    """The texts `iter_leaves` yields, in its order, with whether each is verbatim, and whether
+    the body holds unscannable content: one walk, no paths (the scan runs on every request)."""
+    texts: list[tuple[str, bool]] = []
+    unscannable = False
+    # (value, its key, depth, the top-level key above it, inside a verbatim tree)
+    stack: list[tuple[Any, str | None, int, str | None, bool]] = [(body, None, 0, None, False)]
+    while stack:
+        value, key, depth, top, verbatim = stack.pop()
+        if isinstance(value, str):
+            if not verbatim and key is not None:
+                if key == "name":  # a message's author name is free text; others identifiers
+                    verbatim = not (depth == 3 and top == "messages")
+                else:
+                    verbatim = key in _VERBATIM_KEYS
+            if not (verbatim and value in _PROTOCOL_WORDS):
+                texts.append((value, verbatim))
+            if not unscannable and len(value) >= 64 and _is_blob(value):
+                unscannable = True
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, int | float):
+            text = str(value)
+            if len(text) >= _SHORTEST_NUMBER:
+                texts.append((text, True))
+        elif isinstance(value, Mapping):
+            if value.get("type") in _UNSCANNABLE_PARTS:
+                unscannable = True
+            children = []
+            for k, child in value.items():
+                key_text = str(k)
+                if key_text not in _PROTOCOL_WORDS:
+                    texts.append((key_text, True))
+                below = top if depth else key_text
+                children.append(
+                    (child, key_text, depth + 1, below, verbatim or k in _VERBATIM_TREES)
+                )
+            stack.extend(reversed(children))
+        elif isinstance(value, list | tuple):
+            stack.extend((child, None, depth + 1, top, verbatim) for child in reversed(value))
+    return texts, unscannable
 
 
 def _boundary_findings(detector: PIIDetector, before: str, after: str) -> list[Any]:
