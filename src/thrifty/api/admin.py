@@ -138,21 +138,11 @@ class ClearRequest(BaseModel):
 
 
 class CacheAdmin:
-    """POST /admin/cache/clear, and the watch that makes a clear reach every worker.
-
-    Every worker process builds its own app, and with it these routes: that is where its
-    in-process cache starts watching the clears written in `$THRIFTY_HOME` (see
-    `thrifty.gateway.cache.clears`), so a clear asked of any one worker empties them all.
-    """
+    """POST /admin/cache/clear: the cache reaches every worker itself (an in-process cache
+    watches the clears written in `$THRIFTY_HOME`, see `thrifty.gateway.cache.clears`)."""
 
     def __init__(self, runtime: Runtime) -> None:
-        from thrifty.gateway.cache.clears import CLEARS_FILE, ClearingStore, ClearLog
-
         self.rt = runtime
-        cache = runtime.cache
-        if cache.shared is None and not isinstance(cache.backend, ClearingStore):
-            log = ClearLog(runtime.settings.home / CLEARS_FILE)
-            cache.backend = ClearingStore(cache.backend, log)
 
     def routes(self) -> list[Route]:
         return [Route("/admin/cache/clear", self.clear, methods=["POST"])]
@@ -177,8 +167,6 @@ class CacheAdmin:
             raise
 
     async def clear(self, request: Request) -> Response:
-        from thrifty.gateway.cache.keys import tenant_tag
-
         caller = self._caller(request)
         raw = await request.body()
         try:
@@ -186,8 +174,7 @@ class CacheAdmin:
         except ValidationError as exc:
             raise validation_error(exc) from None
         cache = self.rt.cache
-        tag = tenant_tag(body.tenant) if body.tenant else None
-        dropped = await run_in_threadpool(cache.backend.clear, tag)
+        dropped = await run_in_threadpool(cache.clear, body.tenant)
         self.rt.audit.add(
             AuditEvent(
                 ts=time.time(),

@@ -93,6 +93,12 @@ class ResponseCache(Stage):
         self.metrics = CacheMetrics(metrics.registry)
         self.backend = backend or build_backend(settings, self._evicted)
         self.shared = self.backend if isinstance(self.backend, RedisStore) else None
+        if self.shared is None and home is not None:
+            # several worker processes each hold an in-process cache: a clear asked of one is
+            # written in $THRIFTY_HOME and every worker applies it before its next lookup
+            from thrifty.gateway.cache.clears import CLEARS_FILE, ClearingStore, ClearLog
+
+            self.backend = ClearingStore(self.backend, ClearLog(home / CLEARS_FILE))
         self.max_entry_bytes = max(1024, settings.max_bytes // 64)  # one answer can't flush all
         self.embedder: Embedder | None = None
         self.index: SemanticIndex | None = None
@@ -309,6 +315,13 @@ class ResponseCache(Stage):
         ctx.usage = usage if isinstance(usage, dict) else None
         self.metrics.hits.labels(kind).inc()
         return Reply(payload)
+
+    def clear(self, tenant: str | None = None) -> int:
+        """Drop cached answers (one tenant's, or all) here and, through the store, everywhere
+        that shares it; the number dropped here. Blocking: call it off the event loop."""
+        from thrifty.gateway.cache.keys import tenant_tag
+
+        return self.backend.clear(tenant_tag(tenant) if tenant else None)
 
     # -- when finished: the write ------------------------------------------------------------------
 
