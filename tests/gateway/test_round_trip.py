@@ -18,7 +18,6 @@ import openai
 import pytest
 
 from fakes.upstream import FakeUpstream, start_upstream
-from support import sqlite_url
 from thrifty.api.app import build_app
 from thrifty.config import Settings
 from thrifty.costs.pricebook import PriceBook
@@ -81,8 +80,8 @@ def run_with(app: Any, scenario: Any) -> Any:
     return asyncio.run(go())
 
 
-def logged(home: Path) -> dict[str, dict[str, Any]]:
-    with connect(sqlite_url(home)) as conn:
+def logged(app: Any) -> dict[str, dict[str, Any]]:
+    with connect(app.state.runtime.settings.database_url) as conn:
         rows = conn.execute("SELECT * FROM requests").fetchall()
     return {row["id"]: dict(row) for row in rows}
 
@@ -135,7 +134,7 @@ def test_loose_sse_and_spaced_json_are_metered_exactly(
 
     request_id, usage, text = run_with(app, scenario)
     assert text.startswith("Fake answer to a ") and text.endswith("-character message.")
-    row = logged(tmp_path)[request_id]
+    row = logged(app)[request_id]
     cost = expected_nanos(usage)
     assert cost > 0
     assert row["cost_nanos"] == cost
@@ -163,7 +162,7 @@ def test_a_client_that_did_not_ask_for_usage_never_sees_a_chunk_without_choices(
     finish = [c for c in chunks if c.choices[0].finish_reason is not None]
     assert len(finish) == 1 and finish[0] is chunks[-1]
     cost = (finish[0].model_extra or {})["x_thrifty"]
-    row = logged(tmp_path)[cost["request_id"]]
+    row = logged(app)[cost["request_id"]]
     assert cost["cost_usd"] != "unknown" and row["cost_nanos"] > 0
     assert row["completion_tokens"] > 0  # metered from the usage the gateway asked for
 
@@ -204,5 +203,5 @@ def test_answer_halves_behave_alike_whole_and_streamed(
     assert personal == (f"call me on {PHONE} today", "cloud-chat")
     sent = loose.stats()["bodies"][-1]["messages"][-1]["content"]
     assert PHONE not in sent and "<PHONE_1>" in sent
-    rows = sorted(logged(tmp_path).values(), key=lambda r: r["ts"])
+    rows = sorted(logged(app).values(), key=lambda r: r["ts"])
     assert [r["route"] for r in rows] == ["cloud-chat", "cache", "cloud-chat"]
