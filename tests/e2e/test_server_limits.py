@@ -110,3 +110,22 @@ def test_past_the_connection_cap_requests_get_503(server: ThriftyServer) -> None
     with connect(server) as sock:  # and once they are gone, requests are served again
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nconnection: close\r\n\r\n")
         assert status(read_all(sock)) == 200
+
+
+def test_a_busy_kept_alive_connection_outlives_the_header_timeout(server: ThriftyServer) -> None:
+    """The header timer times headers only: a connection used for longer than the timeout,
+    with short pauses between its requests, never gets a 408."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    statuses = []
+    with connect(server) as sock:
+        until = time.monotonic() + 2.5  # 2.5 header timeouts
+        while time.monotonic() < until:
+            sock.sendall(request)
+            reply = b""
+            while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+                chunk = sock.recv(65536)
+                assert chunk, f"closed after {statuses}"
+                reply += chunk
+            statuses.append(status(reply))
+            time.sleep(0.3)  # idle between requests, as a pooled client is
+    assert len(statuses) >= 6 and set(statuses) == {200}

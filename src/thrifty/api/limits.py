@@ -66,6 +66,10 @@ class _HeaderTimeout:
         if self._header_timer is None and not self._in_request():
             self._arm_header_timer()  # the first bytes of a request on a kept-alive connection
         super().data_received(data)  # type: ignore[misc]
+        if self._in_request():
+            # the headers are in: the timer must not outlive them (armed when the connection
+            # opened, it would otherwise fire between two later requests of a busy connection)
+            self._cancel_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
