@@ -367,3 +367,13 @@ def test_the_scans_walk_reads_what_masking_reads() -> None:
         texts, unscannable = _scan_texts(body)
         assert texts == [(leaf.text, leaf.verbatim) for leaf in iter_leaves(body)]
         assert unscannable == is_unscannable(body)
+
+
+def test_model_names_the_gateway_serves_are_not_the_users_data() -> None:
+    """A served model's name is the operator's (skipped); any other name is scanned."""
+    body = {"model": f"crm-{PHONE}", "messages": [{"role": "user", "content": "hi"}]}
+    detector = PIIDetector()
+    assert "phone" in scan_request(detector, body).kinds
+    assert scan_request(detector, body, known=frozenset({f"crm-{PHONE}"})).kinds == set()
+    body["messages"][0]["content"] = f"crm-{PHONE}"  # free text is scanned whatever it says
+    assert "phone" in scan_request(detector, body, known=frozenset({f"crm-{PHONE}"})).kinds

@@ -158,7 +158,7 @@ def build_gateway(settings: Settings, registry: Registry, metrics: Metrics) -> G
         Guard(settings.limits),
         moderation,
         self_check,
-        PIIScan(detector, settings.privacy),
+        PIIScan(detector, settings.privacy, frozenset(registry.names()) | router.models),
         experiments,
         router,
         ModelRoute(registry, router.models),

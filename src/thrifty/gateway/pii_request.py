@@ -248,13 +248,17 @@ def is_unscannable(body: Any) -> bool:
 
 
 def scan_request(
-    detector: PIIDetector, body: Mapping[str, Any], deadline: float | None = None
+    detector: PIIDetector,
+    body: Mapping[str, Any],
+    deadline: float | None = None,
+    known: frozenset[str] = frozenset(),
 ) -> RequestScan:
     """The kinds anywhere in the body, across string boundaries too; raises ScanTimeout.
 
-    `deadline` is a `time.perf_counter()` value, checked between strings.
+    `deadline` is a `time.perf_counter()` value, checked between strings. `known`: identifiers
+    the operator configured (the model names served), skipped where an identifier belongs.
     """
-    texts, unscannable = _scan_texts(body)
+    texts, unscannable = _scan_texts(body, known)
     result = RequestScan(unscannable=unscannable)
     found = result.kinds
     previous: str | None = None
@@ -273,7 +277,9 @@ def scan_request(
     return result
 
 
-def _scan_texts(body: Any) -> tuple[list[tuple[str, bool]], bool]:
+def _scan_texts(
+    body: Any, known: frozenset[str] = frozenset()
+) -> tuple[list[tuple[str, bool]], bool]:
     """The texts `iter_leaves` yields, in its order, with whether each is verbatim, and whether
     the body holds unscannable content: one walk, no paths (the scan runs on every request)."""
     texts: list[tuple[str, bool]] = []
@@ -288,7 +294,7 @@ def _scan_texts(body: Any) -> tuple[list[tuple[str, bool]], bool]:
                     verbatim = not (depth == 3 and top == "messages")
                 else:
                     verbatim = key in _VERBATIM_KEYS
-            if not (verbatim and value in _PROTOCOL_WORDS):
+            if not (verbatim and (value in _PROTOCOL_WORDS or value in known)):
                 texts.append((value, verbatim))
             if not unscannable and len(value) >= 64 and _is_blob(value):
                 unscannable = True

@@ -48,14 +48,22 @@ _FAIL_CLOSED = frozenset({UNSCANNABLE, SCAN_FAILED})
 
 
 class PIIScan(Stage):
-    def __init__(self, detector: PIIDetector, settings: PrivacySettings | None = None) -> None:
+    def __init__(
+        self,
+        detector: PIIDetector,
+        settings: PrivacySettings | None = None,
+        known: frozenset[str] = frozenset(),
+    ) -> None:
         settings = settings or PrivacySettings()
         self.detector = detector
+        self.known = known  # model names this gateway serves: configured, not the user's data
         self.unscannable = settings.unscannable
         self.timeout_s = settings.scan_timeout_ms / 1000
 
     async def on_request(self, ctx: RequestContext) -> Reply | None:
-        found = scan_kinds(self.detector, ctx.body, self.timeout_s, self.unscannable, ctx.id)
+        found = scan_kinds(
+            self.detector, ctx.body, self.timeout_s, self.unscannable, ctx.id, self.known
+        )
         if found:
             ctx.pii = frozenset(found)
             named = found - _FAIL_CLOSED and isinstance(ctx.model, str)
@@ -67,11 +75,16 @@ class PIIScan(Stage):
 
 
 def scan_kinds(
-    detector: PIIDetector, body: dict[str, Any], timeout_s: float, unscannable: str, request_id: str
+    detector: PIIDetector,
+    body: dict[str, Any],
+    timeout_s: float,
+    unscannable: str,
+    request_id: str,
+    known: frozenset[str] = frozenset(),
 ) -> set[str]:
     """The kinds in `body`, with the pseudo-kinds that keep it local; never raises."""
     try:
-        result = scan_request(detector, body, time.perf_counter() + timeout_s)
+        result = scan_request(detector, body, time.perf_counter() + timeout_s, known)
     except ScanTimeout:
         logger.warning("request %s: the personal-data scan ran out of time; kept local", request_id)
         return {SCAN_FAILED}
