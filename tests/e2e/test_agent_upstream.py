@@ -79,6 +79,18 @@ def test_langchain_through_the_upstream(gateway: ThriftyServer) -> None:
     assert isinstance(found, City)
 
 
+def test_several_choices_through_the_upstream(client: openai.OpenAI) -> None:
+    """`n` passes through to an upstream that allows it, whole and streamed."""
+    reply = client.chat.completions.create(model="deepseek-chat", messages=ASK, n=2, max_tokens=8)
+    assert sorted(c.index for c in reply.choices) == [0, 1]
+    assert all(c.message.content for c in reply.choices)
+    stream = client.chat.completions.create(
+        model="deepseek-chat", messages=ASK, n=2, max_tokens=8, stream=True
+    )
+    indexes = {c.index for chunk in stream for c in chunk.choices}
+    assert indexes == {0, 1}
+
+
 def test_anthropic_sdk_through_the_upstream(gateway: ThriftyServer) -> None:
     import anthropic
 
