@@ -93,9 +93,7 @@ class ResponseCache(Stage):
         self.metrics = CacheMetrics(metrics.registry)
         self.backend = backend or build_backend(settings, self._evicted)
         self.shared = self.backend if isinstance(self.backend, RedisStore) else None
-        if self.shared is None and home is not None:
-            # several worker processes each hold an in-process cache: a clear asked of one is
-            # written in $THRIFTY_HOME and every worker applies it before its next lookup
+        if self.shared is None and home is not None:  # workers apply each other's clears
             from thrifty.gateway.cache.clears import CLEARS_FILE, ClearingStore, ClearLog
 
             self.backend = ClearingStore(self.backend, ClearLog(home / CLEARS_FILE))
@@ -317,8 +315,7 @@ class ResponseCache(Stage):
         return Reply(payload)
 
     def clear(self, tenant: str | None = None) -> int:
-        """Drop cached answers (one tenant's, or all) here and, through the store, everywhere
-        that shares it; the number dropped here. Blocking: call it off the event loop."""
+        """Drop one tenant's cached answers, or all, wherever they are shared; blocking."""
         from thrifty.gateway.cache.keys import tenant_tag
 
         return self.backend.clear(tenant_tag(tenant) if tenant else None)
