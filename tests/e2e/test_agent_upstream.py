@@ -95,12 +95,14 @@ def test_anthropic_sdk_through_the_upstream(gateway: ThriftyServer) -> None:
     import anthropic
 
     client = anthropic.Anthropic(base_url=gateway.url, api_key="unused", max_retries=0)
+    # greedy, and a question the stand-in's tiny model answers: sampled, "Hi" can end at once
+    ask: Any = [{"role": "user", "content": "What is the capital of France?"}]
     message = client.messages.create(
-        model="deepseek-chat", max_tokens=16, messages=[{"role": "user", "content": "Hi"}]
+        model="deepseek-chat", max_tokens=16, messages=ask, extra_body={"temperature": 0}
     )
     assert message.content and message.content[0].type == "text"
     with client.messages.stream(
-        model="deepseek-chat", max_tokens=16, messages=[{"role": "user", "content": "Hi"}]
+        model="deepseek-chat", max_tokens=16, messages=ask, extra_body={"temperature": 0}
     ) as stream:
         final = stream.get_final_message()
     assert final.usage.output_tokens > 0
