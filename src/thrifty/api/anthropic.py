@@ -20,13 +20,13 @@ from starlette.responses import Response
 
 from thrifty.api.auth import caller_fields
 from thrifty.api.body import read_json_object, validation_error
-from thrifty.api.openai import route_headers
+from thrifty.api.openai import answer_headers, refused, route_headers
 from thrifty.api.protocol import ChatCompletionRequest
 from thrifty.api.responses import SSEResponse
 from thrifty.backends.anthropic_format import EventStream, error_body, to_message, to_openai
 from thrifty.context import RequestContext
 from thrifty.errors import ThriftyError
-from thrifty.gateway.pipeline import Stream, cost_header
+from thrifty.gateway.pipeline import Stream
 
 if TYPE_CHECKING:
     from thrifty.api.app import Runtime
@@ -58,11 +58,7 @@ class AnthropicService:
             except ValidationError as exc:
                 raise validation_error(exc) from None
         except ThriftyError as exc:
-            asked = body.get("model") if body is not None else None
-            ctx = RequestContext(
-                "chat", {}, str(asked or ""), False, started=started, **caller_fields(key)
-            )
-            gateway.refuse(ctx, exc)
+            ctx = refused(gateway, "chat", body, key, started, exc)
             return anthropic_error(exc, route_headers(ctx))
         model = str(chat.get("model") or self.default_model)
         stream = bool(chat.get("stream"))
@@ -80,14 +76,12 @@ class AnthropicService:
         try:
             answer = await gateway.handle(ctx)
         except ThriftyError as exc:
-            headers = route_headers(ctx)
-            headers["x-thrifty-cost-usd"] = cost_header(ctx)
+            headers = answer_headers(ctx)
             return anthropic_error(exc, headers)
         if isinstance(answer, Stream):
             events = _events(answer, model)
             return SSEResponse(events, route_headers(ctx), answer.close, framed=True)  # type: ignore[return-value]
-        headers = route_headers(ctx)
-        headers["x-thrifty-cost-usd"] = cost_header(ctx)
+        headers = answer_headers(ctx)
         return Response(
             orjson.dumps(to_message(answer, model)), headers=headers, media_type="application/json"
         )

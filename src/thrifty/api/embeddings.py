@@ -17,12 +17,11 @@ from starlette.responses import Response
 
 from thrifty.api.auth import caller_fields
 from thrifty.api.body import read_json_object, validation_error
-from thrifty.api.openai import route_headers
+from thrifty.api.openai import answer_headers, refused, route_headers
 from thrifty.api.protocol import EmbeddingRequest
 from thrifty.api.responses import error_response, json_response
 from thrifty.context import RequestContext
 from thrifty.errors import InvalidRequest, ThriftyError
-from thrifty.gateway.pipeline import cost_header
 
 if TYPE_CHECKING:
     from thrifty.api.app import Runtime
@@ -55,11 +54,7 @@ class EmbeddingService:
                     param="model",
                 )
         except ThriftyError as exc:
-            asked = body.get("model") if body is not None else None
-            ctx = RequestContext(
-                "embeddings", {}, str(asked or ""), False, started=started, **caller_fields(key)
-            )
-            gateway.refuse(ctx, exc)
+            ctx = refused(gateway, "embeddings", body, key, started, exc)
             return error_response(exc, route_headers(ctx))
         ctx = RequestContext(
             "embeddings",
@@ -73,9 +68,7 @@ class EmbeddingService:
         try:
             answer = await gateway.handle(ctx)
         except ThriftyError as exc:
-            headers = route_headers(ctx)
-            headers["x-thrifty-cost-usd"] = cost_header(ctx)
+            headers = answer_headers(ctx)
             return error_response(exc, headers)
-        headers = route_headers(ctx)
-        headers["x-thrifty-cost-usd"] = cost_header(ctx)
+        headers = answer_headers(ctx)
         return json_response(answer, headers=headers)

@@ -19,9 +19,9 @@ from thrifty.api.body import read_json_object, validation_error
 from thrifty.api.protocol import ChatCompletionRequest, CompletionRequest
 from thrifty.api.responses import SSEResponse, error_response, json_response
 from thrifty.backends.base import Endpoint
-from thrifty.context import RequestContext
+from thrifty.context import KeyPolicy, RequestContext
 from thrifty.errors import ModelNotFound, ThriftyError
-from thrifty.gateway.pipeline import Stream, cost_header
+from thrifty.gateway.pipeline import Gateway, Stream, cost_header
 
 if TYPE_CHECKING:
     from thrifty.api.app import Runtime
@@ -44,6 +44,31 @@ def route_headers(ctx: RequestContext) -> dict[str, str]:
         headers["x-thrifty-variant"] = ctx.variant
     headers.update(ctx.response_headers)
     return headers
+
+
+def answer_headers(ctx: RequestContext) -> dict[str, str]:
+    """The route headers and, known by now, the request's cost."""
+    headers = route_headers(ctx)
+    headers["x-thrifty-cost-usd"] = cost_header(ctx)
+    return headers
+
+
+def refused(
+    gateway: Gateway,
+    endpoint: Endpoint,
+    body: dict[str, Any] | None,
+    key: KeyPolicy | None,
+    started: float,
+    exc: ThriftyError,
+) -> RequestContext:
+    """The context of a request refused before the stages (unreadable, unauthenticated),
+    recorded as such."""
+    asked = body.get("model") if body is not None else None
+    ctx = RequestContext(
+        endpoint, {}, str(asked or ""), False, started=started, **caller_fields(key)
+    )
+    gateway.refuse(ctx, exc)
+    return ctx
 
 
 class OpenAIService:
@@ -71,12 +96,8 @@ class OpenAIService:
             except ValidationError as exc:
                 raise validation_error(exc) from None
         except ThriftyError as exc:
-            asked = body.get("model") if body is not None else None
-            ctx = RequestContext(
-                endpoint, {}, str(asked or ""), False, started=started, **caller_fields(key)
-            )
-            self.gateway.refuse(ctx, exc)
-            return _error(ctx, exc)
+            ctx = refused(self.gateway, endpoint, body, key, started, exc)
+            return error_response(exc, answer_headers(ctx))
         ctx = RequestContext(
             endpoint,
             body,
@@ -89,12 +110,10 @@ class OpenAIService:
         try:
             answer = await self.gateway.handle(ctx)
         except ThriftyError as exc:
-            return _error(ctx, exc)
+            return error_response(exc, answer_headers(ctx))
         if isinstance(answer, Stream):
             return SSEResponse(answer.batches(), route_headers(ctx), answer.close)  # type: ignore[return-value]
-        headers = route_headers(ctx)
-        headers["x-thrifty-cost-usd"] = cost_header(ctx)
-        return json_response(answer, headers=headers)
+        return json_response(answer, headers=answer_headers(ctx))
 
     def _cards(self, request: Request) -> list[dict[str, Any]]:
         """The model cards the caller's key may use (all of them for an unrestricted key)."""
@@ -124,9 +143,3 @@ class OpenAIService:
             if card["id"] == name:
                 return json_response(card)
         return error_response(ModelNotFound(f"The model `{name}` does not exist", param="model"))
-
-
-def _error(ctx: RequestContext, exc: ThriftyError) -> Response:
-    headers = route_headers(ctx)
-    headers["x-thrifty-cost-usd"] = cost_header(ctx)
-    return error_response(exc, headers)
