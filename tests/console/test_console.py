@@ -1,216 +1,210 @@
-"""`/console` end to end: a real `thrifty serve`, a real headless Chromium, numbers from the store.
+"""`/console` over HTTP: a real `thrifty serve`, numbers from the store, sessions and roles.
 
-Chromium is Debian's `chromium` package (`make services` installs it), driven by its own
-`--headless --dump-dom` / `--screenshot`; nothing downloads a browser.
+The browser's view of the same pages is in test_browser.py.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
+from collections import Counter
 from collections.abc import Iterator
-from decimal import Decimal
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
+from console.known import Gateway, config
+from console.numbers import check_overview, row_counts, text
 from fakes.upstream import FakeUpstream
 from support import ThriftyServer
-from thrifty.store.keys import KeySpec, KeyStore
+from thrifty.store.console import split_reason
 
-# screenshots, kept after the run (ignored by git; the README shows copies in docs/)
-ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "console"
-
-
-def _config(fake_local: FakeUpstream, fake_cloud: FakeUpstream) -> dict[str, Any]:
-    return {
-        "local": {"url": fake_local.url, "system_prompt": None},
-        "upstreams": [
-            {
-                "name": "deepseek",
-                "base_url": fake_cloud.url,
-                "models": {"deepseek-chat": "deepseek-chat"},  # priced by the shipped table
-            }
-        ],
-        "auth": {"refresh_s": 0.2},
-    }
+PAGES = ("", "/routing", "/models", "/tenants", "/evals", "/privacy")
 
 
-def _ask(server: ThriftyServer, model: str, text: str, key: str | None = None) -> None:
-    headers = {"authorization": f"Bearer {key}"} if key else {}
-    body = {"model": model, "messages": [{"role": "user", "content": text}], "temperature": 0}
-    response = httpx.post(
-        server.base_url + "/chat/completions", json=body, headers=headers, timeout=30
-    )
-    assert response.status_code == 200, response.text
-
-
-def _expected(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The overview's numbers, summed straight from the request log's rows."""
-    priced = [r for r in rows if r["cost_nanos"] is not None and r["baseline_nanos"] is not None]
-    return {
-        "requests": len(rows),
-        "cost": sum(r["cost_nanos"] or 0 for r in rows),
-        "baseline": sum(r["baseline_nanos"] or 0 for r in rows),
-        "saving": sum(r["baseline_nanos"] - r["cost_nanos"] for r in priced),
-        "hits": sum(r["route"] == "cache" for r in rows),
-    }
-
-
-def _text(page: str, ident: str) -> str:
-    match = re.search(rf"id=[\"']?{ident}[\"']?>([^<]*)<", page)
-    assert match, f"no #{ident} in the page"
-    return match.group(1)
-
-
-def _nanos(text: str) -> int:
-    return int(Decimal(text.replace("$", "")) * 10**9)
-
-
-def _check_numbers(page: str, rows: list[dict[str, Any]]) -> None:
-    want = _expected(rows)
-    assert int(_text(page, "requests")) == want["requests"]
-    assert _nanos(_text(page, "cost")) == want["cost"]
-    assert _nanos(_text(page, "baseline")) == want["baseline"]
-    if want["saving"] >= 0:
-        assert _nanos(_text(page, "saving")) == want["saving"]
-        assert "id=extra-cost" not in page.replace('"', "")
-    else:  # never shown as "saved"
-        assert _nanos(_text(page, "extra-cost")) == -want["saving"]
-    assert _text(page, "hit-rate") == f"{want['hits'] / want['requests']:.1%}"
-    for route in {r["route"] for r in rows}:
-        count = sum(r["route"] == route for r in rows)
-        q = "[\"']?"  # the server writes single quotes, Chromium's DOM double ones
-        assert re.search(rf"data-route={q}{re.escape(route)}{q}><td>[^<]*</td>"
-                         rf"<td class={q}requests{q}>{count}<", page), route  # fmt: skip
-
-
-def _chromium(*args: str, profile: Path) -> str:
-    binary = shutil.which("chromium")
-    assert binary, "Debian's chromium is needed: `make services` (apt-get install chromium)"
-    result = subprocess.run(
-        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *args],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    # the page has no script; a console message would be a CSP violation or a broken resource
-    assert "CONSOLE" not in result.stderr, result.stderr
-    return result.stdout
-
-
-@pytest.fixture(scope="module")
-def open_gateway(fake_local: FakeUpstream, fake_cloud: FakeUpstream) -> Iterator[ThriftyServer]:
-    """No keys, loopback: the console answers without a login, as the API does."""
-    with ThriftyServer(config=_config(fake_local, fake_cloud)) as server:
-        _ask(server, "local", "echo:one")
-        _ask(server, "local", "echo:两个")
-        _ask(server, "deepseek-chat", "echo:cloud question")
-        _ask(server, "deepseek-chat", "echo:cloud question")  # a cache hit
-        yield server
-
-
-def test_overview_in_chromium_matches_the_store(
-    open_gateway: ThriftyServer, tmp_path: Path
-) -> None:
-    rows = open_gateway.wait_rows("1=1")
-    while len(rows) < 4:
-        rows = open_gateway.wait_rows("1=1")
-    url = open_gateway.url + "/console?since=1d"
-    page = _chromium("--dump-dom", url, profile=tmp_path / "p1")
-    assert "<svg" in page and 'id="route-chart"' in page and 'id="cost-chart"' in page
-    _check_numbers(page, rows)
-    zh = _chromium("--dump-dom", url + "&lang=zh", profile=tmp_path / "p2")
-    assert "概览" in zh and "缓存命中率" in zh and 'lang="zh-CN"' in zh
-    _check_numbers(zh, rows)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for name, target in (("overview", url), ("overview-zh", url + "&lang=zh")):
-        shot = ARTIFACTS / f"{name}.png"
-        _chromium(f"--screenshot={shot}", "--window-size=1000,1200", target,
-                  profile=tmp_path / name)  # fmt: skip
-        assert shot.stat().st_size > 10_000  # a rendered page, not a blank one
-
-
-@pytest.fixture(scope="module")
-def keyed(
-    fake_local: FakeUpstream, fake_cloud: FakeUpstream
-) -> Iterator[tuple[ThriftyServer, dict[str, str]]]:
-    server = ThriftyServer(config=_config(fake_local, fake_cloud))
-    server.home.mkdir(parents=True, exist_ok=True)
-    secrets = {}
-    with KeyStore(server.database_url) as store:
-        for name, tenant, role in (
-            ("admin", "acme", "admin"),
-            ("acme", "acme", "user"),
-            ("beta", "beta", "user"),
-            ("viewer", "beta", "viewer"),
-        ):
-            spec = KeySpec(tenant, role=role)  # type: ignore[arg-type]
-            secrets[name] = store.create(spec, "cli:test")[1]
-    with server:
-        _ask(server, "local", "echo:acme asks", secrets["acme"])
-        _ask(server, "deepseek-chat", "echo:acme asks the cloud", secrets["acme"])
-        _ask(server, "local", "echo:beta asks", secrets["beta"])
-        yield server, secrets
-
-
-def _login(server: ThriftyServer, secret: str, **headers: str) -> httpx.Response:
+def _login(gateway: Gateway, secret: str, **headers: str) -> httpx.Response:
     return httpx.post(
-        server.url + "/console/login", data={"api_key": secret}, headers=headers, timeout=30
+        gateway.url + "/console/login", data={"api_key": secret}, headers=headers, timeout=30
     )
 
 
-def test_no_page_without_a_key(keyed: tuple[ThriftyServer, dict[str, str]]) -> None:
-    server, _ = keyed
-    for path in ("/console", "/console?lang=zh", "/console?since=30d"):
-        response = httpx.get(server.url + path, timeout=30)
-        assert response.status_code == 303
-        assert response.headers["location"].startswith("/console/login")
-    forged = httpx.get(server.url + "/console", cookies={"thrifty_console": "key_x.9999999999.ab"})
-    assert forged.status_code == 303
-    assert _login(server, "sk-wrong").status_code == 401
+def _session(gateway: Gateway, who: str) -> dict[str, str]:
+    return {"thrifty_console": _login(gateway, gateway.secrets[who]).cookies["thrifty_console"]}
 
 
-def test_login_cookie_and_tenants(keyed: tuple[ThriftyServer, dict[str, str]]) -> None:
-    server, secrets = keyed
-    response = _login(server, secrets["admin"])
+def _get(gateway: Gateway, path: str, cookies: dict[str, str], **headers: str) -> str:
+    response = httpx.get(gateway.url + path, cookies=cookies, headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def test_no_page_without_a_key(gateway: Gateway) -> None:
+    for path in PAGES:
+        for query in ("", "?lang=zh"):
+            response = httpx.get(gateway.url + "/console" + path + query, timeout=30)
+            assert response.status_code == 303, path
+            assert response.headers["location"].startswith("/console/login")
+        fragment = httpx.get(
+            gateway.url + "/console" + path, headers={"x-console-fragment": "1"}, timeout=30
+        )
+        assert fragment.status_code == 303
+    assert httpx.get(gateway.url + "/console/static/console.js").status_code == 401
+    forged = {"thrifty_console": "key_x.9999999999.ab"}
+    assert httpx.get(gateway.url + "/console", cookies=forged).status_code == 303
+    assert _login(gateway, "sk-wrong").status_code == 401
+
+
+def test_login_cookie_and_tenants(gateway: Gateway) -> None:
+    response = _login(gateway, gateway.secrets["admin"])
     assert response.status_code == 303
     cookie = response.headers["set-cookie"]
     flags = {part.strip().lower() for part in cookie.split(";")}
     assert {"httponly", "samesite=strict", "path=/console"} <= flags
-    assert secrets["admin"] not in cookie  # the session names the key, never holds its secret
-    session = response.cookies["thrifty_console"]
-    all_rows = server.wait_rows("1=1")
-    page = httpx.get(server.url + "/console?since=1d", cookies={"thrifty_console": session}).text
-    assert _text(page, "tenant") == "all tenants"
-    _check_numbers(page, all_rows)
-
-    viewer = _login(server, secrets["viewer"]).cookies["thrifty_console"]
-    page = httpx.get(server.url + "/console?since=1d", cookies={"thrifty_console": viewer}).text
-    assert _text(page, "tenant") == "beta"  # a viewer sees its own tenant only
-    _check_numbers(page, [r for r in all_rows if r["tenant"] == "beta"])
-    tampered = session.replace(session.split(".")[0], "key_other")
-    response = httpx.get(server.url + "/console", cookies={"thrifty_console": tampered})
-    assert response.status_code == 303
+    assert gateway.secrets["admin"] not in cookie  # the session names the key, never its secret
+    session = {"thrifty_console": response.cookies["thrifty_console"]}
+    page = _get(gateway, "/console?since=1d", session)
+    assert text(page, "tenant") == "all tenants"
+    check_overview(page, gateway.rows())
+    viewer = _session(gateway, "viewer")
+    page = _get(gateway, "/console?since=1d", viewer)
+    assert text(page, "tenant") == "beta"  # a viewer sees its own tenant only
+    check_overview(page, gateway.rows("beta"))
+    value = session["thrifty_console"]
+    tampered = {"thrifty_console": value.replace(value.split(".")[0], "key_other")}
+    assert httpx.get(gateway.url + "/console", cookies=tampered).status_code == 303
 
 
-def test_cross_site_posts_are_refused(keyed: tuple[ThriftyServer, dict[str, str]]) -> None:
-    server, secrets = keyed
-    assert _login(server, secrets["admin"], origin="http://evil.example").status_code == 403
-    assert _login(server, secrets["admin"], **{"sec-fetch-site": "cross-site"}).status_code == 403
-    session = _login(server, secrets["admin"]).cookies["thrifty_console"]
-    logout = httpx.post(
-        server.url + "/console/logout",
-        cookies={"thrifty_console": session},
+def test_routing_page_matches_the_store(gateway: Gateway) -> None:
+    page = _get(gateway, "/console/routing?since=1d", _session(gateway, "admin"))
+    rows = gateway.rows()
+    assert row_counts(page, "decisions", "data-route") == Counter(r["route"] for r in rows)
+    rules = Counter(split_reason(r["reason"])[0] for r in rows)
+    assert row_counts(page, "decisions", "data-rule") == rules
+    assert "rule:triage" in rules  # the cascade's rule, and its escalation to the cloud
+    escalations = page.split("id=escalations", 1)[1].split("</table>", 1)[0]
+    assert "<td>local</td><td>labels</td><td>deepseek-chat</td><td>1</td>" in escalations
+    shadows = page.split("id=shadows", 1)[1].split("</table>", 1)[0]
+    assert "data-target='local'><td>local</td><td>2</td><td>1</td><td>50.0%</td>" in shadows
+    assert len(re.findall(r"<circle class=point", page)) == 3  # the stored sweep's points
+    assert text(page, "apgr") == "0.712"
+
+
+def test_pages_of_a_viewer_hold_its_tenant_only(gateway: Gateway) -> None:
+    viewer = _session(gateway, "viewer")
+    beta = gateway.rows("beta")
+    routing = _get(gateway, "/console/routing?since=1d", viewer)
+    assert row_counts(routing, "decisions", "data-route") == Counter(r["route"] for r in beta)
+    tenants = _get(gateway, "/console/tenants?since=1d", viewer)
+    assert "data-tenant='acme'" not in tenants and "data-tenant='beta'" in tenants
+    tokens = sum(r["prompt_tokens"] + r["completion_tokens"] for r in beta)
+    row = tenants.split("data-tenant='beta'>", 1)[1].split("</tr>", 1)[0]
+    cells = re.findall(r"<td>([^<]*)</td>", row)
+    assert cells[:3] == ["beta", str(len(beta)), str(tokens)]
+    assert cells[4] == f"{100000 - tokens} / 100000"  # the tenant's daily tokens left
+    privacy = _get(gateway, "/console/privacy?since=1d", viewer)
+    assert "id=queue-admins" in privacy and "id=review" not in privacy  # no excerpts
+    evals = _get(gateway, "/console/evals?since=1d", viewer)
+    assert "id=ab-admins" in evals
+
+
+def test_privacy_counts_kinds_never_the_data(gateway: Gateway) -> None:
+    page = _get(gateway, "/console/privacy?since=1d", _session(gateway, "admin"))
+    rows = gateway.rows()
+    carrying = [r for r in rows if r["pii"]]
+    assert carrying and int(text(page, "with-pii")) == len(carrying)
+    want = Counter(kind for r in carrying for kind in r["pii"].split(","))
+    assert row_counts(page, "pii", "data-kind") == want
+    assert "alice.liddell" not in page and "example.com" not in page
+
+
+def test_models_page_shows_engines_and_breakers(gateway: Gateway) -> None:
+    page = _get(gateway, "/console/models?since=1d", _session(gateway, "admin"))
+    assert re.search(r"data-model='[^']+' data-state='loaded'", page)
+    assert "data-upstream='deepseek' data-breaker='closed'" in page
+    local = [r for r in gateway.rows() if r["route"] == "local" and r["status"] == 200]
+    speed = page.split("id=speed", 1)[1].split("</table>", 1)[0]
+    tokens = sum(r["completion_tokens"] for r in local)
+    assert f"<td>{len(local)}</td><td>{tokens}</td>" in speed
+
+
+def test_review_needs_an_admin_and_a_token(gateway: Gateway) -> None:
+    admin = _session(gateway, "admin")
+    deadline = 50
+    page = _get(gateway, "/console/privacy", admin)
+    while "data-item=" not in page and deadline:  # the queue is written off the event loop
+        deadline -= 1
+        gateway.server.wait_rows("1=0", timeout=0.1)
+        page = _get(gateway, "/console/privacy", admin)
+    item = re.findall(r"data-item=(\d+)", page)[-1]
+    token = re.search(r"name=csrf value='([0-9a-f]+)'", page)
+    assert token
+    url = f"{gateway.url}/console/review/{item}"
+    viewer = _session(gateway, "viewer")
+    viewer_page = _get(gateway, "/console", viewer)
+    viewer_token = re.search(r"name=csrf value='([0-9a-f]+)'", viewer_page)
+    assert viewer_token  # its own session's token (the logout form's): still not an admin
+    refused = httpx.post(url, cookies=viewer, data={"verdict": "ok", "csrf": viewer_token[1]})
+    assert refused.status_code == 403
+    assert httpx.post(url, cookies=admin, data={"verdict": "ok"}).status_code == 403
+    stolen = httpx.post(url, cookies=admin, data={"verdict": "ok", "csrf": viewer_token[1]})
+    assert stolen.status_code == 403  # a token belongs to its session
+    cross = httpx.post(
+        url,
+        cookies=admin,
+        data={"verdict": "ok", "csrf": token[1]},
         headers={"origin": "http://evil.example"},
+    )
+    assert cross.status_code == 403
+    assert f"data-item={item}" in _get(gateway, "/console/privacy", admin)  # still pending
+    done = httpx.post(url, cookies=admin, data={"verdict": "bad", "csrf": token[1]})
+    assert done.status_code == 303
+    assert f"data-item={item}" not in _get(gateway, "/console/privacy", admin)
+
+
+def test_fragment_is_the_body_alone(gateway: Gateway) -> None:
+    admin = _session(gateway, "admin")
+    whole = _get(gateway, "/console/routing?since=1d", admin)
+    part = _get(gateway, "/console/routing?since=1d", admin, **{"x-console-fragment": "1"})
+    assert "<html" not in part and "id=decisions" in part and part in whole
+    script = httpx.get(gateway.url + "/console/static/console.js", cookies=admin)
+    assert script.status_code == 200 and "x-console-fragment" in script.text
+
+
+def test_cross_site_posts_are_refused(gateway: Gateway) -> None:
+    admin = gateway.secrets["admin"]
+    assert _login(gateway, admin, origin="http://evil.example").status_code == 403
+    assert _login(gateway, admin, **{"sec-fetch-site": "cross-site"}).status_code == 403
+    session = _session(gateway, "admin")
+    logout = httpx.post(
+        gateway.url + "/console/logout", cookies=session, headers={"origin": "http://evil.example"}
     )
     assert logout.status_code == 403
     same_site = httpx.post(
-        server.url + "/console/logout",
-        cookies={"thrifty_console": session},
-        headers={"origin": server.url},
+        gateway.url + "/console/logout", cookies=session, headers={"origin": gateway.url}
     )
     assert same_site.status_code == 303
     assert "thrifty_console=" in same_site.headers["set-cookie"]  # cleared
+
+
+@pytest.fixture(scope="module")
+def open_gateway(
+    fake_local: FakeUpstream, fake_cloud: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ThriftyServer]:
+    """No keys, loopback: the console answers without a login, as the API does."""
+    words = tmp_path_factory.mktemp("open") / "watch.txt"
+    words.write_text("# action: flag\nsecret plan\n", encoding="utf-8")
+    with ThriftyServer(config=config(fake_local, fake_cloud, words)) as server:
+        for text_ in ("echo:one", "echo:两个"):
+            body = {"model": "local", "messages": [{"role": "user", "content": text_}]}
+            assert httpx.post(server.base_url + "/chat/completions", json=body).status_code == 200
+        yield server
+
+
+def test_keyless_console_answers_without_a_login(open_gateway: ThriftyServer) -> None:
+    rows = open_gateway.wait_rows("1=1")
+    while len(rows) < 2:
+        rows = open_gateway.wait_rows("1=1")
+    for path in PAGES:
+        response = httpx.get(open_gateway.url + "/console" + path + "?since=1d", timeout=30)
+        assert response.status_code == 200, path
+        assert "Log out" not in response.text  # no session to end
+    check_overview(httpx.get(open_gateway.url + "/console?since=1d").text, rows)

@@ -132,6 +132,10 @@ def test_route_eval_resumes_after_an_interruption_and_reports(
         assert "16 items" in third.stdout and "APGR" in third.stdout and "CPT" in third.stdout
         assert "100.0%" in third.stdout  # the all-cloud point
         outcomes = query(server.database_url, "SELECT * FROM outcomes WHERE source = 'eval'")
+        # each sweep is kept for the console's curve: the --format json one as it was printed
+        sweeps = query(server.database_url, "SELECT * FROM route_evals ORDER BY id")
+    assert len(sweeps) == 2 and json.loads(sweeps[0]["result"]) == result
+    assert (sweeps[1]["local"], sweeps[1]["cloud"]) == ("local", "deepseek-chat")
     assert len(outcomes) == 32  # 16 items x 2 targets
     by_target: dict[str, list[int]] = {}
     for row in outcomes:

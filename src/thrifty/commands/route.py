@@ -301,6 +301,7 @@ def eval_command(
         train_split=train_split, concurrency=concurrency, limit=limit, seed=seed,
     )  # fmt: skip
     result = summarize(pairs, quality)
+    _keep(settings.database_url, local_model, cloud_model, result)
     if plot is not None:
         try:
             write_plot(pairs, sweep(pairs), plot, f"{local_model} vs {cloud_model}")
@@ -310,3 +311,14 @@ def eval_command(
         click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     else:
         click.echo(render_table(result, pairs))
+
+
+def _keep(url: str, local: str, cloud: str, result: dict[str, Any]) -> None:
+    """Store the sweep: the console draws the latest one's quality/cost curve."""
+    from thrifty.store.console import save_route_eval
+    from thrifty.store.db import connect
+    from thrifty.store.migrations import migrate
+
+    with connect(url) as conn:
+        migrate(conn)
+        save_route_eval(conn, local, cloud, result)

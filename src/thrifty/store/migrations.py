@@ -248,6 +248,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE requests ADD COLUMN trace_id TEXT;
         """,
     ),
+    (
+        "0021_route_evals",
+        """
+        -- `thrifty route eval`'s threshold sweeps, newest last: the console draws the latest
+        CREATE TABLE route_evals (
+            id      INTEGER PRIMARY KEY,
+            ts      REAL NOT NULL,  -- unix time the sweep was made
+            local   TEXT NOT NULL,  -- the two targets compared
+            cloud   TEXT NOT NULL,
+            result  TEXT NOT NULL   -- JSON: points (threshold, cloud share, quality, cost), APGR
+        );
+        """,
+    ),
 ]
 
 

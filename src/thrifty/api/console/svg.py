@@ -99,3 +99,90 @@ def route_chart(buckets: list[Bucket], bucket_s: float) -> str:
         x += 24 + 7 * len(name)  # about a character's width at 12px, and a gap
     body = "".join(legend) + "".join(parts) + _axis(buckets, bucket_s, step)
     return _frame(body, "route-chart", "routes")
+
+
+def bar_chart(ident: str, title: str, bars: list[tuple[str, int]]) -> str:
+    """Horizontal bars, one per (label, count), longest first as given."""
+    row = 22
+    height = TOP + row * max(len(bars), 1)
+    top = max([count for _, count in bars] + [1])
+    width = WIDTH - 220
+    parts = []
+    for n, (label, count) in enumerate(bars):
+        y = TOP + n * row
+        w = width * count / top
+        parts.append(
+            f"<text x=0 y={y + 15} font-size=12 fill='#333'>{html.escape(label[:32])}</text>"
+            f"<rect class=bar data-label='{html.escape(label)}' data-count={count} x=200 y={y + 3} "
+            f"width={w:.1f} height={row - 6} fill='{PALETTE[n % len(PALETTE)]}'>"
+            f"<title>{html.escape(label)}: {count}</title></rect>"
+            f"<text x={204 + w:.1f} y={y + 15} font-size=12 fill='#555'>{count}</text>"
+        )
+    return (
+        f"<svg id={ident} role=img xmlns='http://www.w3.org/2000/svg' "
+        f"viewBox='0 0 {WIDTH} {height}' width={WIDTH} height={height}>"
+        f"<title>{html.escape(title)}</title>{''.join(parts)}</svg>"
+    )
+
+
+def curve_chart(
+    points: list[dict[str, float]], quality: str, cost: str, ident: str = "curve-chart"
+) -> str:
+    """`route eval`'s sweep: quality (y) against cost (x), one dot per threshold, joined."""
+    costs = [float(p["cost_usd"]) for p in points]
+    qualities = [float(p["quality"]) for p in points]
+    lo_c, hi_c = min([*costs, 0.0]), max([*costs, 1e-12])
+    lo_q, hi_q = min([*qualities, 1.0]), max([*qualities, 0.0])
+    span_c, span_q = (hi_c - lo_c) or 1.0, (hi_q - lo_q) or 1.0
+
+    def xy(c: float, q: float) -> tuple[float, float]:
+        return PAD + (WIDTH - PAD - 10) * (c - lo_c) / span_c, HEIGHT - (HEIGHT - TOP) * (
+            q - lo_q
+        ) / span_q
+
+    ordered = sorted(zip(costs, qualities, points, strict=True), key=lambda t: t[0])
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(c, q) for c, q, _ in ordered))
+    dots = []
+    for c, q, p in ordered:
+        x, y = xy(c, q)
+        dots.append(
+            f"<circle class=point data-threshold={p['threshold']} data-quality={q} "
+            f"data-cost={c} cx={x:.1f} cy={y:.1f} r=4 fill='#0072B2'><title>threshold "
+            f"{p['threshold']:.4f}: {html.escape(quality)} {q:.3f}, {html.escape(cost)} "
+            f"${c:.6f}, cloud {float(p['cloud_share']):.0%}</title></circle>"
+        )
+    labels = (
+        f"<text x={PAD} y=14 font-size=12 fill='#555'>↑ {html.escape(quality)} "
+        f"({lo_q:.3f}–{hi_q:.3f})</text><text x={WIDTH - 260} y={HEIGHT + 16} font-size=12 "
+        f"fill='#555'>{html.escape(cost)} → (${lo_c:.6f}–${hi_c:.6f})</text>"
+    )
+    body = f"<polyline points='{line}' fill=none stroke='#999'/>{''.join(dots)}{labels}"
+    return _frame(body, ident, quality)
+
+
+def interval_chart(ident: str, title: str, rows: list[tuple[str, float, float, float]]) -> str:
+    """One line per (label, value, low, high) on a 0..1 scale: a dot and its 95% interval."""
+    row = 24
+    height = TOP + row * max(len(rows), 1) + 16
+    left, width = 240, WIDTH - 260
+    parts = [
+        f"<text x={left + width * f:.1f} y={height - 2} font-size=11 fill='#555' "
+        f"text-anchor=middle>{f:.0%}</text>"
+        for f in (0.0, 0.5, 1.0)
+    ]
+    for n, (label, value, low, high) in enumerate(rows):
+        y = TOP + n * row + row / 2
+        x0, x1, x = (left + width * min(max(v, 0.0), 1.0) for v in (low, high, value))
+        parts.append(
+            f"<text x=0 y={y + 4:.1f} font-size=12 fill='#333'>{html.escape(label[:36])}</text>"
+            f"<line x1={x0:.1f} y1={y:.1f} x2={x1:.1f} y2={y:.1f} stroke='#0072B2' "
+            f"stroke-width=2/><circle class=estimate data-label='{html.escape(label)}' "
+            f"data-value={value:.6f} data-low={low:.6f} data-high={high:.6f} cx={x:.1f} "
+            f"cy={y:.1f} r=4 fill='#0072B2'><title>{html.escape(label)}: {value:.1%} "
+            f"[{low:.1%}, {high:.1%}]</title></circle>"
+        )
+    return (
+        f"<svg id={ident} role=img xmlns='http://www.w3.org/2000/svg' "
+        f"viewBox='0 0 {WIDTH} {height}' width={WIDTH} height={height}>"
+        f"<title>{html.escape(title)}</title>{''.join(parts)}</svg>"
+    )
