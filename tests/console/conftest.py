@@ -11,6 +11,7 @@ import pytest
 from console.known import SWEEP, Gateway, ask, config
 from fakes.upstream import FakeUpstream, start_upstream
 from support import ThriftyServer
+from thrifty.evals import store as eval_store
 from thrifty.store.console import save_route_eval
 from thrifty.store.db import connect
 from thrifty.store.keys import KeySpec, KeyStore
@@ -62,8 +63,11 @@ def gateway(
                 ),
             ],
         )
+    _eval_run(server)
     with server:
         acme, beta = secrets["acme"], secrets["beta"]
+        for n in range(4):
+            ask(server, "chat-ab", f"echo:which variant {n}", acme)
         ask(server, "local", "echo:acme asks", acme)
         ask(server, "deepseek-chat", "echo:acme asks the cloud", acme)
         ask(server, "deepseek-chat", "echo:acme asks the cloud", acme)  # a cache hit
@@ -72,6 +76,44 @@ def gateway(
         ask(server, "local", "echo:mail me at alice.liddell@example.com", beta)  # personal data
         ask(server, "local", "echo:about the secret plan", acme)  # flagged: queued for review
         ask(server, "local", "echo:the secret plan again", beta)
-        while len(server.rows()) < 8:
+        while len(server.rows()) < 12:
             server.wait_rows("1=0", timeout=0.2)
         yield Gateway(server, secrets)
+
+
+def _eval_run(server: ThriftyServer) -> None:
+    """A stored `thrifty eval` run: 7 of 10 items correct."""
+    conn = eval_store.connect(server.home / "evals.db")
+    try:
+        eval_store.start_run(
+            conn,
+            "faq-local",
+            suite="faq",
+            source="faq.jsonl",
+            model="local",
+            base_url=server.base_url,
+            rated=False,
+            planned=10,
+            params={},
+        )
+        for n in range(10):
+            result = eval_store.ItemResult(
+                f"q{n}",
+                n,
+                ["answer"],
+                "answer",
+                float(n < 7),
+                n < 7,
+                "",
+                None,
+                12.5,
+                9,
+                3,
+                "local",
+                1000,
+                None,
+            )
+            eval_store.save_item(conn, "faq-local", result)
+        eval_store.finish_run(conn, "faq-local", "done")
+    finally:
+        conn.close()

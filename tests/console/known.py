@@ -98,4 +98,12 @@ def config(fake_local: FakeUpstream, fake_cloud: FakeUpstream, words: Path) -> d
         "router": {"rules": [CASCADE_RULE]},
         "moderation": {"files": [str(words)], "review_sample": 1.0},
         "limits": {"tenants": {"beta": {"daily_tokens": 100000, "daily_usd": "1.50"}}},
+        "experiments": {
+            "chat-ab": {
+                "variants": {
+                    "control": {"model": "local", "weight": 0.5},
+                    "cloud": {"model": "deepseek-chat", "weight": 0.5},
+                }
+            }
+        },
     }

@@ -16,6 +16,7 @@ from console.known import Gateway, config
 from console.numbers import check_overview, row_counts, text
 from fakes.upstream import FakeUpstream
 from support import ThriftyServer
+from thrifty.stats import wilson_interval
 from thrifty.store.console import split_reason
 
 PAGES = ("", "/routing", "/models", "/tenants", "/evals", "/privacy")
@@ -167,6 +168,18 @@ def test_fragment_is_the_body_alone(gateway: Gateway) -> None:
     assert "<html" not in part and "id=decisions" in part and part in whole
     script = httpx.get(gateway.url + "/console/static/console.js", cookies=admin)
     assert script.status_code == 200 and "x-console-fragment" in script.text
+
+
+def test_evals_and_ab_with_intervals(gateway: Gateway) -> None:
+    page = _get(gateway, "/console/evals?since=1d", _session(gateway, "admin"))
+    low, high = wilson_interval(7, 10) or (0, 1)
+    run = page.split("data-run='faq-local' data-n=10>", 1)[1].split("</tr>", 1)[0]
+    assert f"<span class=score>70.0% [{low:.1%}, {high:.1%}]</span>" in run
+    assert "data-label='faq × local' data-value=0.700000" in page  # the interval chart's dot
+    variants = Counter(r["variant"] for r in gateway.rows() if r["variant"])
+    shown = row_counts(page, "ab-chat-ab", "data-variant")
+    assert {f"chat-ab:{v}": n for v, n in shown.items() if n} == variants
+    assert sum(variants.values()) == 4
 
 
 def test_cross_site_posts_are_refused(gateway: Gateway) -> None:

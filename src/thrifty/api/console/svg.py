@@ -176,7 +176,7 @@ def interval_chart(ident: str, title: str, rows: list[tuple[str, float, float, f
         parts.append(
             f"<text x=0 y={y + 4:.1f} font-size=12 fill='#333'>{html.escape(label[:36])}</text>"
             f"<line x1={x0:.1f} y1={y:.1f} x2={x1:.1f} y2={y:.1f} stroke='#0072B2' "
-            f"stroke-width=2/><circle class=estimate data-label='{html.escape(label)}' "
+            f"stroke-width='2'/><circle class=estimate data-label='{html.escape(label)}' "
             f"data-value={value:.6f} data-low={low:.6f} data-high={high:.6f} cx={x:.1f} "
             f"cy={y:.1f} r=4 fill='#0072B2'><title>{html.escape(label)}: {value:.1%} "
             f"[{low:.1%}, {high:.1%}]</title></circle>"
