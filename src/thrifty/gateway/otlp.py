@@ -117,27 +117,39 @@ def encode(batch: Sequence[TraceRecord], service_name: str) -> bytes:
     """
     draw = random.Random()  # seeded from the OS once per batch
     spans: list[bytes] = []
+    append = spans.append
     for trace in batch:
-        ids = [(draw.getrandbits(64) or 1).to_bytes(8, "big") for _ in trace.spans]
+        count = len(trace.spans)
+        drawn = draw.randbytes(8 * count)  # every span id of the trace in one call
+        ids = [drawn[i : i + 8] for i in range(0, 8 * count, 8)]
+        ids = [i if i != _ZERO_ID else b"\x00" * 7 + b"\x01" for i in ids]  # ids are non-zero
         trace_field = b"\x0a\x10" + trace.trace_id  # Span.trace_id = 1
         for n, record in enumerate(trace.spans):
-            parent = trace.parent_span_id if record.parent is None else ids[record.parent]
-            remote = record.parent is None and parent is not None
-            parts = [
-                trace_field,
-                b"\x12\x08" + ids[n],  # span_id = 2
-                b"\x22\x08" + parent if parent else b"",  # parent_span_id = 4
-                _name(record.name, record.kind),  # name = 5, kind = 6
-                b"\x39" + _fixed64(record.start_ns),  # start_time_unix_nano = 7
-                b"\x41" + _fixed64(max(record.end_ns, record.start_ns)),  # end = 8
-            ]
-            for key, value in record.attributes.items():
-                parts.append(_attribute(0x4A, key, value))  # attributes = 9
-            if record.error is not None:  # status = 15: message = 2, code = 3 (ERROR = 2)
-                parts.append(_message(0x7A, _string(0x12, record.error) + b"\x18\x02"))
-            # flags = 16 (fixed32): bit 8 "has is_remote", bit 9 "is remote"
-            parts.append(b"\x85\x01" + _fixed32(0x300 if remote else 0x100))
-            spans.append(_message(0x12, b"".join(parts)))  # ScopeSpans.spans = 2
+            if record.parent is None:
+                parent = trace.parent_span_id
+                flags = _REMOTE if parent is not None else _LOCAL
+            else:
+                parent, flags = ids[record.parent], _LOCAL
+            start_ns = record.start_ns
+            payload = b"".join(
+                (
+                    trace_field,
+                    b"\x12\x08",  # span_id = 2
+                    ids[n],
+                    b"\x22\x08" + parent if parent else b"",  # parent_span_id = 4
+                    _body(record.name, record.kind, record.attributes),  # 5, 6 and 9
+                    b"\x39",  # start_time_unix_nano = 7
+                    _fixed64(start_ns),
+                    b"\x41",  # end_time_unix_nano = 8
+                    _fixed64(max(record.end_ns, start_ns)),
+                    # status = 15: message = 2, code = 3 (ERROR = 2)
+                    b""
+                    if record.error is None
+                    else _message(0x7A, _string(0x12, record.error) + b"\x18\x02"),
+                    flags,
+                )
+            )
+            append(b"\x12" + _varint(len(payload)) + payload)  # ScopeSpans.spans = 2
     scope = _message(0x0A, _string(0x0A, "thrifty"))  # ScopeSpans.scope = 1: name = 1
     resource = _message(0x0A, _attribute(0x0A, "service.name", service_name))
     scope_spans = _message(0x12, scope + b"".join(spans))  # ResourceSpans.scope_spans = 2
@@ -149,6 +161,31 @@ _fixed32 = struct.Struct("<I").pack
 _double = struct.Struct("<d").pack
 _ATTRIBUTES: dict[tuple[int, str, Any], bytes] = {}  # (tag, key, value) -> encoded, for repeats
 _NAMES: dict[tuple[str, int], bytes] = {}
+_BODIES: dict[tuple[Any, ...], bytes] = {}  # (name, kind, attributes) -> encoded, for repeats
+_ZERO_ID = bytes(8)
+# flags = 16 (fixed32): bit 8 "has is_remote", bit 9 "is remote"
+_LOCAL = b"\x85\x01" + _fixed32(0x100)
+_REMOTE = b"\x85\x01" + _fixed32(0x300)
+
+
+def _body(name: str, kind: int, attributes: dict[str, Any]) -> bytes:
+    """A span's name, kind and attributes (fields 5, 6, 9). A stage's span says the same every
+    request (its name, `thrifty.stage`): encoded once, when every value is a flag or a name."""
+    if len(attributes) > 3:  # a request's or an attempt's span: numbers, ids, never repeated
+        return _name(name, kind) + b"".join(
+            _attribute(0x4A, key, value) for key, value in attributes.items()
+        )
+    key = (name, kind, *attributes.items())
+    found = _BODIES.get(key)
+    if found is None:
+        found = _name(name, kind) + b"".join(_attribute(0x4A, k, v) for k, v in attributes.items())
+        if all(
+            isinstance(v, bool) or (isinstance(v, str) and len(v) < 64) for v in attributes.values()
+        ):
+            if len(_BODIES) > 4096:
+                _BODIES.clear()
+            _BODIES[key] = found
+    return found
 
 
 def _name(name: str, kind: int) -> bytes:
@@ -162,11 +199,14 @@ def _name(name: str, kind: int) -> bytes:
     return found
 
 
+_SMALL = [bytes((n,)) for n in range(0x80)]
+
+
 def _varint(n: int) -> bytes:
+    if 0 <= n < 0x80:
+        return _SMALL[n]
     if n < 0:
         n += 1 << 64  # int64 as protobuf writes it: ten bytes of two's complement
-    if n < 0x80:
-        return bytes((n,))
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -176,22 +216,32 @@ def _varint(n: int) -> bytes:
 
 
 def _message(tag: int, payload: bytes) -> bytes:
-    return bytes((tag,)) + _varint(len(payload)) + payload
+    return _SMALL[tag] + _varint(len(payload)) + payload
 
 
 def _string(tag: int, text: str) -> bytes:
     return _message(tag, text.encode())
 
 
+_KEYS: dict[str, bytes] = {}  # attribute key -> its encoded field (KeyValue.key = 1)
+
+
 def _attribute(tag: int, key: str, value: Any) -> bytes:
     """A KeyValue (key = 1, value = 2) as field `tag`; strings and flags repeat, so they are
     encoded once."""
-    cacheable = isinstance(value, bool) or (isinstance(value, str) and len(value) < 64)
+    cacheable = value.__class__ is bool or (value.__class__ is str and len(value) < 64)
     if cacheable:
         found = _ATTRIBUTES.get((tag, key, value))
         if found is not None:
             return found
-    encoded = _message(tag, _string(0x0A, key) + _message(0x12, _any_value(value)))
+    encoded_key = _KEYS.get(key)
+    if encoded_key is None:
+        encoded_key = _string(0x0A, key)
+        if len(_KEYS) < 4096:
+            _KEYS[key] = encoded_key
+    any_value = _any_value(value)
+    inner = encoded_key + b"\x12" + _varint(len(any_value)) + any_value
+    encoded = _SMALL[tag] + _varint(len(inner)) + inner
     if cacheable:
         if len(_ATTRIBUTES) > 4096:
             _ATTRIBUTES.clear()

@@ -131,15 +131,24 @@ class Tracer:
         on_request = stage.on_request
         name = type(stage).__name__
         traces = self._open
+        clock = time.perf_counter_ns
 
         async def timed(ctx: RequestContext) -> Reply | None:
-            start = time.perf_counter_ns()
+            start = clock()
             try:
                 reply = await on_request(ctx)
             except BaseException as exc:
-                _stage_done(traces.get(ctx.id), name, start, getattr(exc, "code", None) or "error")
+                trace = traces.get(ctx.id)
+                if trace is not None:
+                    end = trace.called_ns = clock()
+                    trace.stages.append(
+                        (name, start, end, getattr(exc, "code", None) or "error", False)
+                    )
                 raise
-            _stage_done(traces.get(ctx.id), name, start, None, reply is not None)
+            trace = traces.get(ctx.id)
+            if trace is not None:  # inline, not a call: this runs for every stage of every request
+                end = trace.called_ns = clock()
+                trace.stages.append((name, start, end, None, reply is not None))
             return reply
 
         return timed
@@ -164,15 +173,6 @@ class Tracer:
         if trace is None or not trace.sampled:
             return
         self.exporter.submit(_record(ctx, trace, time.perf_counter_ns()))
-
-
-def _stage_done(
-    trace: _Open | None, name: str, start: int, error: str | None, answered: bool = False
-) -> None:
-    if trace is not None:
-        end = time.perf_counter_ns()
-        trace.stages.append((name, start, end, error, answered))
-        trace.called_ns = end
 
 
 def _random_bytes(n: int) -> bytes:
@@ -208,15 +208,17 @@ def _record(ctx: RequestContext, trace: _Open, now_ns: int) -> TraceRecord:
             SpanRecord("intake", INTERNAL, started + offset, trace.handled_ns + offset, {})
         )
     for name, start, end, failed, answered in trace.stages:
-        attributes: dict[str, Any] = {"thrifty.stage": name}
-        if answered:
-            attributes["thrifty.answered"] = True
-            if ctx.cache:
-                attributes["thrifty.cache"] = ctx.cache
-        if failed:
-            attributes["error.type"] = failed
+        span_name, attributes = _stage_span(name)  # shared: spans are never changed once made
+        if answered or failed:
+            attributes = dict(attributes)
+            if answered:
+                attributes["thrifty.answered"] = True
+                if ctx.cache:
+                    attributes["thrifty.cache"] = ctx.cache
+            if failed:
+                attributes["error.type"] = failed
         spans.append(
-            SpanRecord(f"stage {name}", INTERNAL, start + offset, end + offset, attributes, failed)
+            SpanRecord(span_name, INTERNAL, start + offset, end + offset, attributes, failed)
         )
     at = trace.called_ns or trace.handled_ns
     previous: str | None = None
@@ -255,6 +257,17 @@ def _record(ctx: RequestContext, trace: _Open, now_ns: int) -> TraceRecord:
             attributes["thrifty.cost_usd"] = ctx.cost_nanos / 1e9
         spans.append(SpanRecord("meter", INTERNAL, start + offset, end + offset, attributes))
     return TraceRecord(trace.trace_id, trace.parent_span_id, spans)
+
+
+_STAGE_SPANS: dict[str, tuple[str, dict[str, Any]]] = {}
+
+
+def _stage_span(name: str) -> tuple[str, dict[str, Any]]:
+    """A stage's span name and attributes, made once per stage."""
+    found = _STAGE_SPANS.get(name)
+    if found is None:
+        found = _STAGE_SPANS[name] = (f"stage {name}", {"thrifty.stage": name})
+    return found
 
 
 def _request_attributes(ctx: RequestContext, operation: str) -> dict[str, Any]:
