@@ -133,14 +133,28 @@ def serve(
         check_exposure(settings)  # no keys on a non-loopback address: refuse, before loading
         if settings.workers > 1:
             click.echo(f"{banner} ({settings.workers} workers)", err=True)
-            workers_run(settings, **options)
+            from thrifty.autopilot.scheduler import start_scheduler
+
+            scheduler = start_scheduler(settings, config)  # in the parent process only
+            try:
+                workers_run(settings, **options)
+            finally:
+                if scheduler is not None:
+                    scheduler.stop()
             return
         configure(settings)
         app = ServerLimits(build_app(settings), settings)
     except (FileNotFoundError, ExposureError, MissingExtra, UnsharedLimits) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(banner, err=True)
-    uvicorn.run(app, **options)
+    from thrifty.autopilot.scheduler import start_scheduler
+
+    scheduler = start_scheduler(settings, config)  # None unless autopilot.enabled
+    try:
+        uvicorn.run(app, **options)
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
 
 
 def _has(module: str) -> bool:

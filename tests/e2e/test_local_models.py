@@ -123,9 +123,7 @@ def test_bundled_models_and_adapter_students_in_one_gateway(
     assert smollm2.count("\0--lora\0") == 2
 
 
-def test_ab_between_two_local_models_and_cost_per_model(
-    server: ThriftyServer, home: Path
-) -> None:
+def test_ab_between_two_local_models_and_cost_per_model(server: ThriftyServer, home: Path) -> None:
     for i in range(8):
         assert _ask(server, "local-ab", user=f"user-{i}").status_code == 200
     server.wait_rows("variant = ?", ("local-ab:student",))

@@ -9,6 +9,7 @@ def register(main: click.Group) -> None:
     from thrifty.commands.ab import ab
     from thrifty.commands.alerts import alerts
     from thrifty.commands.audit import audit
+    from thrifty.commands.autopilot import autopilot
     from thrifty.commands.bench import bench
     from thrifty.commands.cache import cache
     from thrifty.commands.distill import distill
@@ -27,6 +28,7 @@ def register(main: click.Group) -> None:
     main.add_command(ab)
     main.add_command(alerts)
     main.add_command(audit)
+    main.add_command(autopilot)
     main.add_command(bench)
     main.add_command(cache)
     main.add_command(distill)

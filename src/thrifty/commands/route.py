@@ -159,27 +159,21 @@ def train(config: str | None, sources: tuple[str, ...], min_examples: int) -> No
       thrifty route train
     """
     from thrifty.commands.options import cli_settings
-    from thrifty.encoders import load_embedder
     from thrifty.errors import MissingExtra
-    from thrifty.gateway.scorer import artifact_path, next_version
-    from thrifty.gateway.scorer import train as fit
-    from thrifty.store.outcomes import load_outcomes
+    from thrifty.gateway.scorer import retrain
 
     settings = cli_settings(config)
-    outcomes = load_outcomes(settings.database_url, sources=list(sources) or None)
-    if not outcomes:
-        raise click.ClickException("no outcomes yet: run `thrifty route eval`, or turn on shadow")
     try:
-        embedder = load_embedder(settings.cache.semantic_model)
-    except MissingExtra as exc:
+        path, model = retrain(
+            settings.database_url,
+            settings.home,
+            settings.cache.semantic_model,
+            sources=list(sources) or None,
+            min_examples=min_examples,
+        )
+    except (MissingExtra, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    path = artifact_path(settings.home)
-    try:
-        model = fit(outcomes, embedder, version=next_version(path), min_examples=min_examples)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    model.save(path)
-    click.echo(f"scorer v{model.version} ({embedder.name}) -> {path}")
+    click.echo(f"scorer v{model.version} ({model.embedder}) -> {path}")
     for target, count in sorted(model.examples.items()):
         click.echo(f"  {target:<16} {count} labelled outcomes")
 

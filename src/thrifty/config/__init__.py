@@ -1,6 +1,7 @@
 """thrifty's settings: one pydantic-settings model (`Settings`), its sections one module each."""
 
 from thrifty.config._base import _Section
+from thrifty.config.autopilot import AutopilotSettings
 from thrifty.config.batches import BatchSettings
 from thrifty.config.cache import CacheSettings
 from thrifty.config.costs import CostSettings
@@ -48,6 +49,7 @@ __all__ = [
     "DEFAULT_DEEPSEEK_URL",
     "DEFAULT_SELF_CHECK_PROMPT",
     "AuthSettings",
+    "AutopilotSettings",
     "BatchSettings",
     "BreakerSettings",
     "CacheSettings",

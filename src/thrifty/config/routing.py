@@ -71,6 +71,11 @@ class Conditions(_Section):
     qps: Range | None = Field(None, description="Requests per second over the last 10 s.")
     time_window: TimeWindow | None = Field(None, description="A UTC time window.")
     tenant: list[str] | None = Field(None, description="The caller's tenant is one of these.")
+    task: list[str] | None = Field(
+        None,
+        description="The request's task key is one of these (the first 16 hex digits of the "
+        "SHA-256 of its system prompt, as outcomes and `thrifty autopilot status` show it).",
+    )
     header: dict[str, str] | None = Field(
         None, description="Request headers that must be present with these values."
     )

@@ -25,6 +25,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from thrifty.config.autopilot import AutopilotSettings
 from thrifty.config.batches import BatchSettings
 from thrifty.config.cache import CacheSettings
 from thrifty.config.costs import CostSettings
@@ -81,6 +82,7 @@ class Settings(BaseSettings):
     moderation: ModerationSettings = Field(default_factory=ModerationSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     distill: DistillSettings = Field(default_factory=DistillSettings)
+    autopilot: AutopilotSettings = Field(default_factory=AutopilotSettings)
     batches: BatchSettings = Field(default_factory=BatchSettings)
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
@@ -103,6 +105,14 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, v: Path) -> Path:
         return v.expanduser()
+
+    @model_validator(mode="after")
+    def _autopilot_captures(self) -> Settings:
+        """The autopilot learns from captured cloud answers: on, it turns capture on for its
+        tenants unless the config already names the tenants to capture."""
+        if self.autopilot.enabled and not self.distill.capture_tenants:
+            self.distill.capture_tenants = list(self.autopilot.tenants)
+        return self
 
     @model_validator(mode="after")
     def _add_deepseek(self) -> Settings:

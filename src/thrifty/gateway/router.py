@@ -45,6 +45,7 @@ from thrifty.errors import InvalidRequest, RouteRejected
 from thrifty.gateway.complexity import HeuristicScorer, Scorer, estimate_tokens
 from thrifty.gateway.pii import iter_message_texts
 from thrifty.gateway.policy import Candidate, CostModel, choose, explain
+from thrifty.gateway.promoted import PromotedRules
 from thrifty.gateway.scorer import (
     HeuristicQuality,
     LearnedQuality,
@@ -142,8 +143,14 @@ class Router(Stage):
         self.qps = qps or RateWindow()
         self.cloud = settings.cloud or next(iter(registry.cloud_routes()), None)
         has_local = registry.resolve("local") is not None
-        self.rules = settings.rules or default_rules(has_local, self.cloud)
+        self.configured = settings.rules or default_rules(has_local, self.cloud)
+        self.rules = self.configured
         self._check_targets()
+        # the autopilot's rules (one per task it promoted a student for) come first
+        self.promoted: PromotedRules | None = None
+        if home is not None:
+            self.promoted = PromotedRules(home, lambda name: registry.resolve(name) is not None)
+            self.rules = [*self.promoted.rules, *self.configured]
         self.costs = CostModel(settings, costs or CostSettings(), prices or PriceBook.load())
         fallback = HeuristicQuality(settings.quality_target, settings.complexity_threshold)
         self.quality: HeuristicQuality | LearnedQuality = fallback
@@ -171,6 +178,8 @@ class Router(Stage):
         self.qps.hit()
         if ctx.model not in self.models:
             return None
+        if self.promoted is not None and self.promoted.refresh():
+            self.rules = [*self.promoted.rules, *self.configured]
         decision = self.decide(ctx)
         rule = decision.rule
         ctx.reason = decision.reason
@@ -273,6 +282,11 @@ class Router(Stage):
             if ctx.tenant not in when.tenant:
                 return None
             said.append(f"tenant={ctx.tenant}")
+        if when.task is not None:
+            task = self.features(ctx).task
+            if task not in when.task:
+                return None
+            said.append(f"task={task}")
         if when.header is not None:
             for header, expected in when.header.items():
                 if ctx.request_headers.get(header) != expected:

@@ -372,3 +372,26 @@ def next_version(path: Path) -> int:
         return Model.load(path).version + 1
     except (FileNotFoundError, OSError, KeyError, ValueError):
         return 1
+
+
+def retrain(
+    url: str,
+    home: Path,
+    embedder_model: str,
+    *,
+    sources: list[str] | None = None,
+    min_examples: int = 4,
+) -> tuple[Path, Model]:
+    """Fit the scorer on the store's outcomes and save the next version (`thrifty route train`,
+    and the autopilot after each decision); ValueError when there is nothing to learn from."""
+    from thrifty.encoders import load_embedder
+    from thrifty.store.outcomes import load_outcomes
+
+    outcomes = load_outcomes(url, sources=sources)
+    if not outcomes:
+        raise ValueError("no outcomes yet: run `thrifty route eval`, or turn on shadow")
+    embedder = load_embedder(embedder_model)
+    path = artifact_path(home)
+    model = train(outcomes, embedder, version=next_version(path), min_examples=min_examples)
+    model.save(path)
+    return path, model

@@ -261,6 +261,45 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0022_autopilot",
+        """
+        -- one row per autopilot cycle of one task; its steps below
+        CREATE TABLE autopilot_runs (
+            id         TEXT PRIMARY KEY,
+            task       TEXT    NOT NULL,  -- the system prompt's key (outcomes.task)
+            tenant     TEXT,              -- NULL: every tenant's traffic of the task
+            system     TEXT    NOT NULL DEFAULT '',  -- the system prompt (its first 200 chars)
+            status     TEXT    NOT NULL,  -- running | waiting | stopped | rejected | promoted |
+                                          -- kept | rolled_back | failed
+            candidate  TEXT,              -- the student's model name
+            previous   TEXT,              -- what served the task before (NULL: the router)
+            created    REAL    NOT NULL,
+            updated    REAL    NOT NULL,
+            decision   TEXT    NOT NULL DEFAULT '',
+            why        TEXT    NOT NULL DEFAULT '',
+            cpu_s      REAL    NOT NULL DEFAULT 0,  -- CPU seconds spent by its steps
+            usd_nanos  INTEGER NOT NULL DEFAULT 0   -- cloud money spent by its calls, 1e-9 USD
+        );
+        CREATE INDEX autopilot_runs_task ON autopilot_runs (task, created);
+        CREATE TABLE autopilot_steps (
+            run_id    TEXT    NOT NULL,
+            step      TEXT    NOT NULL,  -- collect | dataset | finetune | export | gate | ...
+            seq       INTEGER NOT NULL,  -- the step's place in the cycle
+            status    TEXT    NOT NULL,  -- running | done | failed | waiting
+            attempts  INTEGER NOT NULL DEFAULT 1,
+            started   REAL    NOT NULL,
+            finished  REAL,
+            cpu_s     REAL    NOT NULL DEFAULT 0,
+            usd_nanos INTEGER NOT NULL DEFAULT 0,
+            data      TEXT    NOT NULL DEFAULT '{}',  -- JSON: what it read and wrote
+            scores    TEXT    NOT NULL DEFAULT '{}',  -- JSON: what it measured
+            decision  TEXT    NOT NULL DEFAULT '',
+            why       TEXT    NOT NULL DEFAULT '',
+            PRIMARY KEY (run_id, step)
+        );
+        """,
+    ),
 ]
 
 
