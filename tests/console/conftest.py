@@ -12,6 +12,9 @@ from console.known import SWEEP, Gateway, ask, config
 from fakes.upstream import FakeUpstream, start_upstream
 from support import ThriftyServer
 from thrifty.evals import store as eval_store
+from thrifty.store.autopilot import Journal
+from thrifty.store.autopilot import Run as AutopilotRun
+from thrifty.store.autopilot import Step as AutopilotStep
 from thrifty.store.console import save_route_eval
 from thrifty.store.db import connect
 from thrifty.store.keys import KeySpec, KeyStore
@@ -64,6 +67,7 @@ def gateway(
             ],
         )
     _eval_run(server)
+    _autopilot_runs(server)
     with server:
         acme, beta = secrets["acme"], secrets["beta"]
         for n in range(4):
@@ -117,3 +121,41 @@ def _eval_run(server: ThriftyServer) -> None:
         eval_store.finish_run(conn, "faq-local", "done")
     finally:
         conn.close()
+
+
+def _autopilot_runs(server: ThriftyServer) -> None:
+    """Two autopilot cycles: one over beta's traffic (promoted), one over every tenant's."""
+    with connect(server.database_url) as conn:
+        migrate(conn)
+        journal = Journal(conn)
+        for run_id, tenant, status in (
+            ("ap-beta", "beta", "promoted"),
+            ("ap-all", None, "waiting"),
+        ):
+            journal.add_run(
+                AutopilotRun(
+                    run_id,
+                    "task1",
+                    tenant,
+                    "You sort tickets.",
+                    status,
+                    candidate=f"student-{run_id}",
+                    decision="promote" if tenant else "",
+                    why="Welch p=0.01: at least as good" if tenant else "",
+                    cpu_s=412.0,
+                    usd_nanos=35_000_000,
+                )
+            )
+            for seq, step in enumerate(("collect", "finetune", "gate")):
+                journal.start_step(run_id, step, seq)
+                journal.finish_step(
+                    AutopilotStep(
+                        run_id,
+                        step,
+                        seq,
+                        "done",
+                        scores={"accuracy": 0.91},
+                        decision="go",
+                        why=f"{step} passed",
+                    )
+                )

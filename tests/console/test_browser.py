@@ -35,6 +35,7 @@ PAGES = {
     "tenants": ("/tenants", "租户"),
     "evals": ("/evals", "评测运行"),
     "privacy": ("/privacy", "携带个人数据的请求"),
+    "autopilot": ("/autopilot", "运行记录"),
 }
 
 

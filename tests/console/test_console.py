@@ -19,7 +19,7 @@ from support import ThriftyServer
 from thrifty.stats import wilson_interval
 from thrifty.store.console import split_reason
 
-PAGES = ("", "/routing", "/models", "/tenants", "/evals", "/privacy")
+PAGES = ("", "/routing", "/models", "/tenants", "/evals", "/privacy", "/autopilot")
 
 
 def _login(gateway: Gateway, secret: str, **headers: str) -> httpx.Response:
@@ -180,6 +180,18 @@ def test_evals_and_ab_with_intervals(gateway: Gateway) -> None:
     shown = row_counts(page, "ab-chat-ab", "data-variant")
     assert {f"chat-ab:{v}": n for v, n in shown.items() if n} == variants
     assert sum(variants.values()) == 4
+
+
+def test_autopilot_runs_and_steps(gateway: Gateway) -> None:
+    page = _get(gateway, "/console/autopilot", _session(gateway, "admin"))
+    assert "data-run='ap-beta' data-status='promoted'" in page
+    assert "data-run='ap-all' data-status='waiting'" in page
+    steps = page.split("id=steps-ap-beta", 1)[1].split("</table>", 1)[0]
+    assert steps.count("data-status='done'") == 3 and "accuracy=0.91" in steps
+    run = page.split("data-run='ap-beta' data-status='promoted'>", 1)[1].split("</tr>", 1)[0]
+    assert "<td>student-ap-beta</td><td>promote</td>" in run and "<td>$0.035</td>" in run
+    viewer = _get(gateway, "/console/autopilot", _session(gateway, "viewer"))
+    assert "data-run='ap-beta'" in viewer and "data-run='ap-all'" not in viewer
 
 
 def test_cross_site_posts_are_refused(gateway: Gateway) -> None:

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from thrifty.api.console import evals, models, overview, privacy, routing, tenants
+from thrifty.api.console import autopilot, evals, models, overview, privacy, routing, tenants
 from thrifty.api.console._html import ICON_SVG, PAGES, TEXT, View, bare, esc, fragment, page
 from thrifty.context import KeyPolicy
 from thrifty.errors import AuthenticationError
@@ -49,6 +49,7 @@ _RENDERS: dict[str, Render] = {
     "/tenants": tenants.render,
     "/evals": evals.render,
     "/privacy": privacy.render,
+    "/autopilot": autopilot.render,
 }
 
 

@@ -32,6 +32,7 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("/tenants", "Tenants and keys", "租户与密钥"),
     ("/evals", "Evals and A/B", "评测与 A/B"),
     ("/privacy", "Privacy and safety", "隐私与安全"),
+    ("/autopilot", "Autopilot", "自动驾驶"),
 )
 
 WINDOWS = ("1h", "24h", "7d", "30d")
