@@ -210,3 +210,37 @@ def test_local_call_fixes_logprobs_defaults_and_llama_fields() -> None:
     again = call.chunk({"choices": [{"index": 0, "delta": {"content": "b"}}]})
     assert first[0]["choices"][0]["delta"] == {"role": "assistant", "content": "a"}
     assert again[0]["choices"][0]["delta"] == {"content": "b"}
+
+
+def test_response_format_becomes_a_whitespace_tight_grammar() -> None:
+    city = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "City", "schema": city}}
+    call = prepare(
+        "chat",
+        {"messages": [{"role": "user", "content": "hi"}], "response_format": fmt},
+        default_max_tokens=None,
+        slots=1,
+    )
+    # llama-server gets thrifty's grammar, not the schema (its own grammar allows free whitespace)
+    assert "response_format" not in call.body
+    grammar = call.body["grammar"]
+    assert grammar.startswith("root ::= ") and '"\\"name\\""' in grammar
+    assert 'ws ::= " "?' in grammar.splitlines()
+    obj = prepare(
+        "chat",
+        {"messages": [], "response_format": {"type": "json_object"}},
+        default_max_tokens=None,
+        slots=1,
+    )
+    assert obj.body["grammar"].startswith("root ::= object")
+    text = prepare(
+        "chat",
+        {"messages": [], "response_format": {"type": "text"}},
+        default_max_tokens=None,
+        slots=1,
+    )
+    assert "grammar" not in text.body and text.body["response_format"] == {"type": "text"}
+    bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": [1]}}
+    with pytest.raises(InvalidRequest) as err:
+        prepare("chat", {"messages": [], "response_format": bad}, default_max_tokens=None, slots=1)
+    assert err.value.param == "response_format.json_schema.schema"

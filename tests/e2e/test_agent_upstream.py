@@ -79,6 +79,32 @@ def test_langchain_through_the_upstream(gateway: ThriftyServer) -> None:
     assert isinstance(found, City)
 
 
+# LangChain dumps the openai SDK's streamed ParsedChatCompletion, whose `parsed` is typed None
+@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")
+def test_langchain_json_schema_through_the_upstream(gateway: ThriftyServer) -> None:
+    """response_format json_schema reaches the cloud, whose model is held to the schema."""
+    from langchain_openai import ChatOpenAI
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        city: str
+        country: str
+
+    llm = ChatOpenAI(
+        model="deepseek-chat",
+        base_url=gateway.base_url,
+        api_key="unused",  # type: ignore[arg-type]
+        max_retries=0,
+        max_tokens=60,
+        temperature=0,
+    )
+    structured = llm.with_structured_output(City, method="json_schema", include_raw=True)
+    whole = structured.invoke("Name a big city in France.")
+    assert isinstance(whole["parsed"], City), whole["raw"]
+    streamed = list(llm.with_structured_output(City, method="json_schema").stream("Name a city."))
+    assert streamed and isinstance(streamed[-1], City)
+
+
 def test_several_choices_through_the_upstream(client: openai.OpenAI) -> None:
     """`n` passes through to an upstream that allows it, whole and streamed."""
     reply = client.chat.completions.create(model="deepseek-chat", messages=ASK, n=2, max_tokens=8)

@@ -10,6 +10,8 @@ send, and how to fix its answer (whole, or chunk by chunk).
 Tools take thrifty's grammar path (`backends/tools.py`) whatever the template: with a template
 that does declare tool support (Qwen2.5's, served with SmolLM2), llama-server's own path answered
 `tool_choice: required` with plain text, the very failure this module exists to prevent.
+`response_format` (json_object, json_schema) takes a grammar of thrifty's too: llama-server's
+own allows free whitespace, which Gemma 3 270M filled with newlines until max_tokens.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from thrifty.backends.tools import (
     ToolPlan,
     ToolStream,
     apply_to_reply,
+    format_grammar,
     messages_as_text,
     plan_tools,
     tool_grammar,
@@ -143,4 +146,8 @@ def prepare(
             )
         body["grammar"] = tool_grammar(plan)
         call.tools = plan
+    elif (grammar := format_grammar(body.get("response_format"))) is not None:
+        # thrifty's whitespace-tight grammar in place of llama-server's (see format_grammar)
+        body.pop("response_format")
+        body["grammar"] = grammar
     return call

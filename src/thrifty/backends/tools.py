@@ -332,6 +332,32 @@ def schema_grammar(schema: dict[str, Any]) -> str:
     return g.render(g.visit(schema, "value-root"))
 
 
+def format_grammar(response_format: Any) -> str | None:
+    """The grammar for `response_format` (json_object, json_schema); None for plain text.
+
+    llama-server's own schema grammar allows free whitespace between tokens, and a small model
+    (Gemma 3 270M) fills it with newlines until max_tokens; this one allows one space at most.
+    """
+    if not isinstance(response_format, dict):
+        return None
+    kind = response_format.get("type")
+    if kind == "json_object":
+        g = SchemaGrammar()
+        return g.render(g.prim("object"))
+    if kind != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    if schema is None:
+        schema = {"type": "object"}
+    if not isinstance(schema, dict):
+        raise InvalidRequest(
+            "response_format.json_schema.schema must be a JSON schema object",
+            param="response_format.json_schema.schema",
+        )
+    return schema_grammar(schema)
+
+
 def tool_grammar(plan: ToolPlan) -> str:
     """The grammar for an answer under `plan`: calls to its tools, or text where it allows."""
     g = SchemaGrammar()
