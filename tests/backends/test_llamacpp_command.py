@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from thrifty.backends.base import Reply
 from thrifty.backends.llamacpp import LlamaServerBackend
 from thrifty.backends.models import QA_STOP, QA_TEMPLATE
 from thrifty.config import LocalSettings
@@ -53,3 +54,33 @@ def test_default_system_prompt_only_when_none_given(
     assert (prepared["messages"][0]["content"] == "You are a helpful assistant.") is added
     assert body["messages"] is messages  # the client's body is not changed in place
     assert engine(tmp_path, system_prompt=None)._prepare("chat", body) is body
+
+
+def test_an_embedding_model_runs_with_embedding_and_answers_embeddings_only(
+    tmp_path: Path,
+) -> None:
+    from thrifty.backends import build_registry
+    from thrifty.backends.pool import model_specs
+    from thrifty.config import Settings
+    from thrifty.errors import InvalidRequest
+
+    minilm = engine(tmp_path)
+    assert "--embedding" not in minilm.command("/e.gguf")
+    minilm.embedding = True
+    assert "--embedding" in minilm.command("/e.gguf")
+    with pytest.raises(InvalidRequest) as err:
+        minilm._local_call("chat", {"messages": []})
+    assert err.value.param == "model" and "embedding model" in str(err.value)
+    call = minilm._local_call("embeddings", {"input": "hi", "dimensions": 3})
+    assert "max_tokens" not in call.body  # local.default_max_tokens is for generation
+    with pytest.raises(InvalidRequest) as err:  # llama-server ignores dimensions: checked here
+        call.reply(Reply({"model": "m", "data": [{"embedding": [0.1, 0.2]}]}))
+    assert err.value.param == "dimensions"
+
+    entry = {"path": "/e.gguf", "embedding": True}
+    settings = Settings(home=tmp_path, local={"models": {"minilm": entry}})
+    assert model_specs(settings.local, tmp_path)["minilm"].embedding
+    registry = build_registry(settings)
+    assert registry.resolve("minilm", "embeddings") is not None
+    assert registry.resolve("smollm2-135m", "embeddings") is None
+    assert registry.targets["minilm"].capabilities == frozenset({"embeddings"})

@@ -36,6 +36,7 @@ __all__ = [
 CAPABILITIES = frozenset({"tools", "vision", "json_schema", "embeddings", "audio", "files"})
 # llama-server: tools through the grammar path (backends/tools.py), response_format natively
 LOCAL_CAPABILITIES = frozenset({"tools", "json_schema"})
+EMBEDDING_CAPABILITIES = frozenset({"embeddings"})  # a GGUF encoder: /v1/embeddings only
 ANTHROPIC_CAPABILITIES = frozenset({"tools", "vision"})  # no response_format, no embeddings
 
 
@@ -102,12 +103,18 @@ class Registry:
         for name, target in list(self.targets.items()):
             if target.route == "local" and target.upstream is None:
                 del self.targets[name]
-        caps = self._local_capabilities
-        default = Target("local", pool.handles[pool.default], pool.default, capabilities=caps)
+
+        def caps(name: str) -> frozenset[str]:
+            spec = pool.specs.get(name)
+            return EMBEDDING_CAPABILITIES if spec and spec.embedding else self._local_capabilities
+
+        default = Target(
+            "local", pool.handles[pool.default], pool.default, capabilities=caps(pool.default)
+        )
         for name in [*self._local_aliases, pool.default]:
             self.targets.setdefault(name, default)
         for name, handle in pool.handles.items():
-            self.targets.setdefault(name, Target("local", handle, name, capabilities=caps))
+            self.targets.setdefault(name, Target("local", handle, name, capabilities=caps(name)))
 
     def model_cards(self, created: int, first: dict[str, str]) -> list[dict[str, Any]]:
         """`/v1/models`: the names in `first` (name -> owner), then every target's name.
@@ -128,7 +135,8 @@ class Registry:
             local = self.targets.get(name)
             if self.local is not None and local is not None and local.upstream is None:
                 card.update(self.local.card(local.model))
-                card["capabilities"] = [*card["capabilities"], *sorted(local.capabilities)]
+                both = [*card["capabilities"], *sorted(local.capabilities)]
+                card["capabilities"] = list(dict.fromkeys(both))
             cards.append(card)
         return cards
 
@@ -159,7 +167,9 @@ def local_engine(settings: Settings) -> ManagedEngine:
 
 def _engine_for(spec: ModelSpec, home: Path) -> ManagedEngine:
     engine = VLLMBackend if spec.settings.engine == "vllm" else LlamaServerBackend
-    return engine(spec.name, spec.settings, home)
+    made = engine(spec.name, spec.settings, home)
+    made.embedding = spec.embedding
+    return made
 
 
 def local_pool(settings: Settings) -> EnginePool:
@@ -176,9 +186,7 @@ def build_registry(settings: Settings) -> Registry:
     embed = settings.embeddings
     if embed.local_model is not None:
         embedder = LocalEmbedder(embed.local_model, embed.threads)
-        target = Target(
-            "local", embedder, embed.local_model, capabilities=frozenset({"embeddings"})
-        )
+        target = Target("local", embedder, embed.local_model, capabilities=EMBEDDING_CAPABILITIES)
         registry.backends.append(embedder)
         for alias in ("local", embed.local_model):
             registry.embedders.setdefault(alias, target)

@@ -62,6 +62,7 @@ class ManagedEngine:
 
     kind = "local"
     program = "engine"  # for log file names and messages
+    embedding = False  # an embedding model: /v1/embeddings only
 
     def __init__(self, name: str, settings: LocalSettings, home: Path) -> None:
         self.name = name

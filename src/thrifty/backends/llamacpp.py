@@ -22,6 +22,7 @@ from thrifty.backends.base import Endpoint, Reply, StreamStats
 from thrifty.backends.engine import ManagedEngine, find_program
 from thrifty.backends.models import resolve_model
 from thrifty.config import LocalSettings
+from thrifty.errors import InvalidRequest
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ class LlamaServerBackend(ManagedEngine):
             "--no-webui",
             "--jinja",  # the model's own chat template, as its authors wrote it
         ]  # fmt: skip
+        if self.embedding:
+            cmd.append("--embedding")  # pooling as the GGUF says (mean for all-MiniLM)
         if self.chat_template:
             cmd += ["--chat-template", self.chat_template]
         for adapter in self.adapters:
@@ -109,6 +112,9 @@ class LlamaServerBackend(ManagedEngine):
 
     # llama-server's OpenAI dialect, fixed on the way in and out (tools, logprobs, defaults)
     def _local_call(self, endpoint: Endpoint, body: dict[str, Any]) -> local_api.LocalCall:
+        if self.embedding != (endpoint == "embeddings"):
+            what = "an embedding model: use /v1/embeddings" if self.embedding else "no embedder"
+            raise InvalidRequest(f"the local model {self.name} is {what}", param="model")
         limit = self.settings.default_max_tokens
         return local_api.prepare(endpoint, body, default_max_tokens=limit, slots=self.parallel)
 

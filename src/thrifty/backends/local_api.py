@@ -12,10 +12,12 @@ that does declare tool support (Qwen2.5's, served with SmolLM2), llama-server's 
 `tool_choice: required` with plain text, the very failure this module exists to prevent.
 `response_format` (json_object, json_schema) takes a grammar of thrifty's too: llama-server's
 own allows free whitespace, which Gemma 3 270M filled with newlines until max_tokens.
+An embedding model (`--embedding`) gets `/v1/embeddings` as it is, and `dimensions` checked.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +56,9 @@ class LocalCall:
         payload = reply.payload
         for key in _LLAMA_ONLY:
             payload.pop(key, None)
-        if self.endpoint == "chat":
+        if self.endpoint == "embeddings":
+            _check_dimensions(payload, self.body.get("dimensions"))
+        elif self.endpoint == "chat":
             for choice in payload.get("choices") or []:
                 self._trim_logprobs(choice)
         if self.tools is not None:
@@ -105,11 +109,27 @@ class LocalCall:
                 await aclose()
 
 
+def _check_dimensions(payload: dict[str, Any], asked: Any) -> None:
+    """llama-server ignores `dimensions`: a size other than the model's own is a 400."""
+    data = payload.get("data")
+    if asked is None or not isinstance(data, list) or not data:
+        return
+    vector = data[0].get("embedding") if isinstance(data[0], dict) else None
+    native = len(vector) if isinstance(vector, list) else len(base64.b64decode(vector or "")) // 4
+    if asked != native:
+        raise InvalidRequest(
+            f"dimensions: the local model {payload.get('model')} makes {native}-d vectors only",
+            param="dimensions",
+        )
+
+
 def prepare(
     endpoint: Endpoint, body: dict[str, Any], *, default_max_tokens: int | None, slots: int
 ) -> LocalCall:
     """The adjusted request for llama-server (a copy; the client's body is left as it was)."""
     body = dict(body)
+    if endpoint == "embeddings":
+        return LocalCall(endpoint, body)
     if default_max_tokens and body.get("max_tokens") is None:
         # OpenAI's newer name wins where both are set; llama-server reads only max_tokens
         body["max_tokens"] = body.pop("max_completion_tokens", None) or default_max_tokens

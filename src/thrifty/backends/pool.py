@@ -62,6 +62,7 @@ class ModelSpec:
     pinned: bool = False
     adapter_of: str | None = None
     origin: str = "config"  # default | config | bundled | registry
+    embedding: bool = False  # served on /v1/embeddings only (llama-server --embedding)
 
     @property
     def engine_key(self) -> str:
@@ -72,7 +73,7 @@ class ModelSpec:
 
     def signature(self) -> tuple[Any, ...]:
         """What, when it changes, needs the engine restarted."""
-        return (self.settings.model, self.adapter_of, self.settings.chat_template)
+        return (self.settings.model, self.adapter_of, self.settings.chat_template, self.embedding)
 
 
 def model_specs(local: LocalSettings, home: Path) -> dict[str, ModelSpec]:
@@ -84,13 +85,18 @@ def model_specs(local: LocalSettings, home: Path) -> dict[str, ModelSpec]:
     }
     configured = entries.get(local.model)
     default_settings = local if configured is None else _override(local, local.model, configured)
-    specs = {default: ModelSpec(default, default_settings, pinned=True, origin="default")}
+    embedding = configured is not None and configured.embedding
+    specs = {
+        default: ModelSpec(default, default_settings, True, origin="default", embedding=embedding)
+    }
     if local.url:  # an engine run elsewhere serves exactly one model
         return specs
     for name, entry in entries.items():
         if name not in specs:
             settings = _override(local, name, entry)
-            specs[name] = ModelSpec(name, settings, entry.pinned, entry.adapter_of, "config")
+            specs[name] = ModelSpec(
+                name, settings, entry.pinned, entry.adapter_of, "config", entry.embedding
+            )
     for name in BUNDLED:
         if name not in specs:
             settings = local.model_copy(update={"model": name, "chat_template": None, "stop": None})
@@ -228,7 +234,7 @@ class EnginePool:
         spec = self.specs[name]
         card: dict[str, Any] = {
             "state": self.state(name),
-            "capabilities": ["chat", "completions"],
+            "capabilities": ["embeddings"] if spec.embedding else ["chat", "completions"],
             "pinned": spec.pinned or spec.engine_key == self.default,
         }
         if spec.adapter_of:

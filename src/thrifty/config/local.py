@@ -35,6 +35,11 @@ class LocalModelSettings(_Section):
         "base's engine (one copy of the base for all its adapters), picked per request.",
     )
     pinned: bool = Field(False, description="Load at start and never unload.")
+    embedding: bool = Field(
+        False,
+        description="An embedding model (a GGUF encoder such as all-MiniLM or bge): served with "
+        "llama-server --embedding, on /v1/embeddings only.",
+    )
     parallel: int | None = Field(None, description="Slots; default: local.parallel.", ge=1)
     max_queue: int | None = Field(None, description="Queue; default: local.max_queue.", ge=0)
     ctx_size: int | None = Field(None, description="Context per slot; default: local's.", ge=256)
