@@ -68,7 +68,7 @@ class LocalSettings(_Section):
         default_factory=dict,
         description="More local models by name, each served in the same gateway: name -> GGUF "
         "path, or name -> {path, pinned, parallel, max_queue, ctx_size, chat_template, stop, "
-        "adapter_of, extra_args}.",
+        "adapter_of, embedding, extra_args}.",
     )
     max_loaded: int = Field(
         3,
