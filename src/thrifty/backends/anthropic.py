@@ -9,15 +9,16 @@ the end, as metering needs). The HTTP client, its pool, timeouts and error mappi
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from thrifty.backends.anthropic_format import ChunkStream, from_openai, to_completion
 from thrifty.backends.base import Endpoint, Reply, StreamStats
+from thrifty.backends.http import BadResponse, ConnectFailed, Disconnected
 from thrifty.backends.openai_compat import OpenAICompatBackend, upstream_failure
 from thrifty.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from thrifty.sse import iter_events
@@ -36,8 +37,8 @@ class AnthropicBackend(OpenAICompatBackend):
         }
         if api_key:
             self._headers["x-api-key"] = api_key
-        root = self.base_url.removesuffix("/v1")
-        self.messages_url = f"{root}/v1/messages"
+        # Anthropic's base URL has no /v1: the path is /v1/messages below the origin's root
+        self.messages_path = "/messages" if self.base_url.endswith("/v1") else "/v1/messages"
 
     def _request(self, endpoint: Endpoint, body: dict[str, Any], stream: bool) -> bytes:
         if endpoint != "chat":
@@ -50,16 +51,7 @@ class AnthropicBackend(OpenAICompatBackend):
 
     async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> Reply:
         data = self._request(endpoint, body, stream=False)
-        self.in_flight += 1
-        try:
-            async with self.session.post(self.messages_url, data=data, headers=self._headers) as r:
-                raw = await r.read()
-                if r.status >= 400:
-                    raise upstream_failure(self.name, r.status, raw, r.headers)
-        except (aiohttp.ClientConnectionError, OSError, TimeoutError) as exc:
-            raise _transport(self.name, exc) from None
-        finally:
-            self.in_flight -= 1
+        raw = await self.fetch(self.messages_path, data)
         try:
             message = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -74,13 +66,13 @@ class AnthropicBackend(OpenAICompatBackend):
         data = self._request(endpoint, body, stream=True)
         chunks = ChunkStream(str(body.get("model")), int(time.time()))
         self.in_flight += 1
+        conn = None
         try:
-            async with self.session.post(
-                self.messages_url, data=data, headers=self._headers, timeout=self._stream_timeout
-            ) as r:
-                if r.status >= 400:
-                    raise upstream_failure(self.name, r.status, await r.read(), r.headers)
-                async for events in iter_events(r.content.iter_any()):
+            async with asyncio.timeout(self.timeout_s) as deadline:
+                conn = await self.post(self.messages_path, data)
+                if conn.status >= 400:
+                    raise upstream_failure(self.name, conn.status, await conn.read(), conn.headers)
+                async for events in iter_events(conn.chunks(self.stream_idle_timeout_s)):
                     batch: list[bytes] = []
                     for raw in events:
                         event = orjson.loads(raw)
@@ -94,26 +86,32 @@ class AnthropicBackend(OpenAICompatBackend):
                         if kind == "message_stop":
                             if batch:
                                 yield batch
+                            await conn.read()  # to the end: the connection goes back to the pool
                             return
                     if batch:
                         if stats.first_chunk_at is None:
                             stats.first_chunk_at = time.perf_counter()
+                            deadline.reschedule(None)
                         stats.chunks += len(batch)
                         yield batch
                 raise UpstreamError(
                     f"upstream {self.name} closed the stream before it finished", retryable=True
                 )
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError) as exc:
+        except (Disconnected, ConnectFailed, OSError) as exc:
             if stats.chunks:
                 raise UpstreamError(f"upstream {self.name} cut the stream") from None
             raise _transport(self.name, exc) from None
         except TimeoutError as exc:
             raise _transport(self.name, exc) from None
+        except BadResponse as exc:
+            raise UpstreamError(f"upstream {self.name} failed: {exc}", retryable=True) from None
         finally:
             self.in_flight -= 1
+            if conn is not None:
+                conn.release()
 
 
 def _transport(name: str, exc: BaseException) -> UpstreamError:
-    if isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError):
+    if isinstance(exc, TimeoutError):
         return UpstreamTimeout(f"upstream {name} did not answer in time")
     return UpstreamError(f"upstream {name} is unreachable: {type(exc).__name__}", retryable=True)

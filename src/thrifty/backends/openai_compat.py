@@ -13,10 +13,10 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from thrifty.backends.base import PATHS, Endpoint, Reply, StreamStats
+from thrifty.backends.http import BadResponse, ConnectFailed, Connection, Disconnected, Origin
 from thrifty.errors import (
     ContextLengthExceeded,
     InvalidRequest,
@@ -103,35 +103,30 @@ class OpenAICompatBackend:
         # A whole answer has a deadline (a reply dripping a byte at a time must not hold the
         # request past it); a stream has a longest gap between events instead, since a long
         # answer streams for as long as it needs.
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
         self.timeout_s = timeout_s  # a stream's first event is due within it too
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout_s, sock_read=stream_idle_timeout_s
-        )
-        self._session: aiohttp.ClientSession | None = None
+        self.stream_idle_timeout_s = stream_idle_timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self.reuse_connections = reuse_connections
+        self._origin: Origin | None = None
+        self._heads: dict[str, bytes] = {}  # request line and headers, per path
         self.in_flight = 0
 
     async def start(self) -> None:
-        if self._session is None:
-            reuse: dict[str, Any] = (
-                {"keepalive_timeout": 60} if self.reuse_connections else {"force_close": True}
+        if self._origin is None:
+            self._origin = Origin(
+                self.base_url,
+                connect_timeout_s=self.connect_timeout_s,
+                reuse=self.reuse_connections,
             )
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, **reuse)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                skip_auto_headers=("User-Agent",),
-                auto_decompress=False,
-            )
+            self._heads.clear()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._origin is not None:
+            await self._origin.close()
+            self._origin = None
 
     def ready(self) -> bool:
-        return self._session is not None
+        return self._origin is not None
 
     def load(self) -> int:
         return 0
@@ -139,39 +134,19 @@ class OpenAICompatBackend:
     def saturated(self) -> bool:
         return False
 
-    def _url(self, endpoint: Endpoint) -> str:
-        return self.base_url + PATHS[endpoint]
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    async def post(self, path: str, data: bytes) -> Connection:
+        """POST `data` to `path` below the base URL; the response's headers are in. The caller
+        reads its body and releases the connection."""
+        origin = self._origin
+        if origin is None:
             raise UpstreamError(f"upstream {self.name} is not started")
-        return self._session
+        head = self._heads.get(path)
+        if head is None:
+            head = self._heads[path] = origin.head(path, self._headers)
+        return await origin.post(head, data)
 
     async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> Reply:
-        self.in_flight += 1
-        try:
-            async with self.session.post(
-                self._url(endpoint), data=orjson.dumps(body), headers=self._headers
-            ) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    raise upstream_failure(self.name, resp.status, raw, resp.headers)
-        except aiohttp.ClientPayloadError:  # a body cut short of its Content-Length
-            raise UpstreamError(
-                f"upstream {self.name} closed the connection before its answer ended",
-                retryable=True,
-            ) from None
-        except (aiohttp.ClientConnectionError, OSError) as exc:
-            if isinstance(exc, aiohttp.ServerTimeoutError):
-                raise _timed_out(self.name) from None
-            raise _unreachable(self.name, exc) from None
-        except TimeoutError:
-            raise _timed_out(self.name) from None
-        except aiohttp.ClientError as exc:  # anything else the client can raise is the upstream's
-            raise UpstreamError(f"upstream {self.name} failed: {exc}", retryable=True) from None
-        finally:
-            self.in_flight -= 1
+        raw = await self.fetch(PATHS[endpoint], orjson.dumps(body))
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -183,6 +158,35 @@ class OpenAICompatBackend:
             raise UpstreamError(f"upstream {self.name} sent {problem}", retryable=True)
         return Reply(payload)
 
+    async def fetch(self, path: str, data: bytes) -> bytes:
+        """A whole answer's body, within the deadline; an HTTP error raised as ours."""
+        self.in_flight += 1
+        conn = None
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                conn = await self.post(path, data)
+                raw = await conn.read()
+            if conn.status >= 400:
+                raise upstream_failure(self.name, conn.status, raw, conn.headers)
+            return raw
+        except Disconnected as exc:
+            if exc.answered:  # a body cut short of its end
+                raise UpstreamError(
+                    f"upstream {self.name} closed the connection before its answer ended",
+                    retryable=True,
+                ) from None
+            raise _unreachable(self.name, exc) from None
+        except (ConnectFailed, OSError) as exc:
+            raise _unreachable(self.name, exc) from None
+        except TimeoutError:
+            raise _timed_out(self.name) from None
+        except BadResponse as exc:
+            raise UpstreamError(f"upstream {self.name} failed: {exc}", retryable=True) from None
+        finally:
+            self.in_flight -= 1
+            if conn is not None:
+                conn.release()
+
     async def stream(
         self, endpoint: Endpoint, body: dict[str, Any], stats: StreamStats
     ) -> AsyncGenerator[list[bytes], None]:
@@ -190,28 +194,20 @@ class OpenAICompatBackend:
         # until the first event, the whole-answer deadline holds (a stream that never starts
         # falls back in time); after it, only the gaps between events are bounded
         deadline = asyncio.timeout(self.timeout_s)
+        conn = None
         try:
-            async with (
-                deadline,
-                self.session.post(
-                    self._url(endpoint),
-                    data=orjson.dumps(body),
-                    headers=self._headers,
-                    timeout=self._stream_timeout,
-                ) as resp,
-            ):
-                if resp.status >= 400:
-                    raise upstream_failure(self.name, resp.status, await resp.read(), resp.headers)
-                async for events in iter_events(resp.content.iter_any()):
+            async with deadline:
+                conn = await self.post(PATHS[endpoint], orjson.dumps(body))
+                if conn.status >= 400:
+                    raise upstream_failure(self.name, conn.status, await conn.read(), conn.headers)
+                async for events in iter_events(conn.chunks(self.stream_idle_timeout_s)):
                     batch: list[bytes] = []
                     for data in events:
                         if data == DONE:
                             if batch:
                                 yield batch
-                            # read to the end, so the connection goes back to the pool (a
-                            # response released half-read is closed, and the next request
-                            # would pay for a new connection)
-                            await resp.content.read()
+                            # read to the end, so the connection goes back to the pool
+                            await conn.read()
                             return
                         if b'"error"' in data:
                             error = _stream_error(self.name, data)
@@ -232,20 +228,20 @@ class OpenAICompatBackend:
                         stats.chunks += len(batch)
                         yield batch
                 raise _cut(self.name)
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError) as exc:
-            if isinstance(exc, aiohttp.ServerTimeoutError):
-                raise _timed_out(self.name) from None
+        except (Disconnected, ConnectFailed, OSError) as exc:
             if stats.chunks:
                 raise _cut(self.name) from None
             raise _unreachable(self.name, exc) from None
         except TimeoutError:
             raise _timed_out(self.name) from None
-        except aiohttp.ClientError as exc:  # anything else the client can raise is the upstream's
+        except BadResponse as exc:
             raise UpstreamError(
                 f"upstream {self.name} failed: {exc}", retryable=not stats.chunks
             ) from None
         finally:
             self.in_flight -= 1
+            if conn is not None:
+                conn.release()
 
 
 def completion_problem(payload: Any) -> str | None:
