@@ -213,7 +213,14 @@ class OpenAICompatBackend:
                             error = _stream_error(self.name, data)
                             if error is not None:
                                 raise error
-                        problem = event_problem(data)
+                        # every event until the first reaches the client is checked whole;
+                        # after it, one shaped like an object is left to the gateway, which
+                        # parses every event it has to look into and checks it the same way
+                        problem = (
+                            event_problem(data)
+                            if not stats.chunks or data[:1] != b"{" or data[-1:] != b"}"
+                            else None
+                        )
                         if problem is not None:
                             # before the first byte reached the client this is a failure the
                             # next target can make good; after it, the stream ends in an error

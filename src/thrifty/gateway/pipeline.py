@@ -324,6 +324,11 @@ def _event(data: bytes, ctx: RequestContext) -> Chunk:
         raise UpstreamError(f"{ctx.route} sent a stream event that is not JSON") from None
     if not isinstance(chunk, dict):
         raise UpstreamError(f"{ctx.route} sent a stream event that is not an object")
+    choices = chunk.get("choices")
+    if choices is not None and (
+        type(choices) is not list or not all(type(c) is dict for c in choices)
+    ):
+        raise UpstreamError(f"{ctx.route} sent a stream event whose choices are not objects")
     return chunk
 
 
