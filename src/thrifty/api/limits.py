@@ -151,7 +151,8 @@ class ServerLimits:
             if done:  # the body is read: what is left to wait for is a disconnect
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), self.body_timeout_s)
+                async with asyncio.timeout(self.body_timeout_s):  # no task, unlike wait_for
+                    message = await receive()
             except TimeoutError:
                 raise RequestTimeout(
                     f"the request body stopped arriving ({self.body_timeout_s:g} s without data)"
