@@ -574,3 +574,18 @@ def test_clean_corpus_false_positive_rate(detector: PIIDetector) -> None:
     rate = len(flagged) / len(rows)
     print(f"clean corpus: {len(flagged)}/{len(rows)} flagged, false-positive rate {rate:.1%}")
     assert rate <= 0.02, flagged
+
+
+def test_a_long_text_seen_before_is_judged_as_before_and_a_changed_one_afresh(
+    detector: PIIDetector,
+) -> None:
+    # a chat resends its history on every turn: long texts are remembered by digest
+    history = "请帮我查询订单状态，我上周买的耳机还没有到。Please check where my order is. " * 20
+    assert detector.kinds_in(history) == set()
+    with_phone = history + "我的手机号是13812345678。"
+    assert detector.kinds_in(with_phone) == {"phone"}  # not the clean text's answer
+    assert detector.kinds_in(with_phone) == {"phone"}  # remembered: the same answer
+    assert detector.kinds_in(history) == set()
+    found = detector.kinds_in(with_phone)
+    found.add("email")  # the caller's set is its own: the memo is not changed through it
+    assert detector.kinds_in(with_phone) == {"phone"}
