@@ -122,7 +122,8 @@ def encode(batch: Sequence[TraceRecord], service_name: str) -> bytes:
         count = len(trace.spans)
         drawn = draw.randbytes(8 * count)  # every span id of the trace in one call
         ids = [drawn[i : i + 8] for i in range(0, 8 * count, 8)]
-        ids = [i if i != _ZERO_ID else b"\x00" * 7 + b"\x01" for i in ids]  # ids are non-zero
+        if _ZERO_ID in ids:  # a span id is never zero
+            ids = [i if i != _ZERO_ID else b"\x00" * 7 + b"\x01" for i in ids]
         trace_field = b"\x0a\x10" + trace.trace_id  # Span.trace_id = 1
         for n, record in enumerate(trace.spans):
             if record.parent is None:
@@ -136,12 +137,11 @@ def encode(batch: Sequence[TraceRecord], service_name: str) -> bytes:
                     trace_field,
                     b"\x12\x08",  # span_id = 2
                     ids[n],
-                    b"\x22\x08" + parent if parent else b"",  # parent_span_id = 4
+                    b"\x22\x08" if parent else b"",  # parent_span_id = 4
+                    parent or b"",
                     _body(record.name, record.kind, record.attributes),  # 5, 6 and 9
-                    b"\x39",  # start_time_unix_nano = 7
-                    _fixed64(start_ns),
-                    b"\x41",  # end_time_unix_nano = 8
-                    _fixed64(max(record.end_ns, start_ns)),
+                    # start_time_unix_nano = 7, end_time_unix_nano = 8 (fixed64)
+                    _TIMES(0x39, start_ns, 0x41, max(record.end_ns, start_ns)),
                     # status = 15: message = 2, code = 3 (ERROR = 2)
                     b""
                     if record.error is None
@@ -156,7 +156,7 @@ def encode(batch: Sequence[TraceRecord], service_name: str) -> bytes:
     return _message(0x0A, resource + scope_spans)  # resource_spans = 1
 
 
-_fixed64 = struct.Struct("<Q").pack
+_TIMES = struct.Struct("<BQBQ").pack
 _fixed32 = struct.Struct("<I").pack
 _double = struct.Struct("<d").pack
 _ATTRIBUTES: dict[tuple[int, str, Any], bytes] = {}  # (tag, key, value) -> encoded, for repeats
@@ -224,12 +224,16 @@ def _string(tag: int, text: str) -> bytes:
 
 
 _KEYS: dict[str, bytes] = {}  # attribute key -> its encoded field (KeyValue.key = 1)
+# values new in every request: caching them would only churn the cache
+_UNIQUE = frozenset({"thrifty.request_id", "gen_ai.response.id"})
 
 
 def _attribute(tag: int, key: str, value: Any) -> bytes:
     """A KeyValue (key = 1, value = 2) as field `tag`; strings and flags repeat, so they are
     encoded once."""
-    cacheable = value.__class__ is bool or (value.__class__ is str and len(value) < 64)
+    cacheable = value.__class__ is bool or (
+        value.__class__ is str and len(value) < 64 and key not in _UNIQUE
+    )
     if cacheable:
         found = _ATTRIBUTES.get((tag, key, value))
         if found is not None:
