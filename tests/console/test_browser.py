@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -122,7 +123,11 @@ def test_numbers_refresh_in_place(browser: Any, gateway: Gateway) -> None:
     while len(gateway.rows()) <= before:
         gateway.server.wait_rows("1=0", timeout=0.1)
     tab.page.clock.fast_forward("00:20")  # past the refresh interval
-    tab.page.wait_for_function(f"document.getElementById('requests').textContent == '{before + 1}'")
+    # polled from here: the page's own timers (and animation frames) belong to the fake clock
+    deadline = time.monotonic() + 30
+    while tab.page.text_content("#requests") != str(before + 1):
+        assert time.monotonic() < deadline, "the numbers were not refreshed"
+        time.sleep(0.1)
     assert tab.page.evaluate("window.stayed") is True
     check_overview(tab.page.content(), gateway.rows())
     tab.close()
