@@ -9,6 +9,11 @@ processes only ever slows a round down).
 
     .venv/bin/python benchmarks/embeddings.py                  # ~1 min on 2 cores
     .venv/bin/python benchmarks/embeddings.py --texts 256 --rounds 3
+    .venv/bin/python benchmarks/embeddings.py --gguf           # a GGUF model on llama-server
+
+With --gguf: all-MiniLM-L6-v2 from its PyPI wheel, converted to GGUF (f16) by llama.cpp's
+converter, as a `local.models` entry with `embedding: true`; the baseline is a plain
+llama-server started with exactly the flags thrifty gives it, called directly.
 """
 
 from __future__ import annotations
@@ -36,12 +41,78 @@ def texts(count: int, offset: int) -> list[str]:
     return [SENTENCES[i % len(SENTENCES)].format(n=offset + i) for i in range(count)]
 
 
+def gguf_minilm(root: Path) -> Path:
+    """all-MiniLM-L6-v2 from its wheel as an f16 GGUF under `root`."""
+    import zipfile
+
+    import all_minilm_l6_v2
+
+    from thrifty.train.export import convert, llama_cpp_source
+
+    with zipfile.ZipFile(all_minilm_l6_v2.get_model_zip_path()) as zf:
+        zf.extractall(root / "hf")
+    out = root / "all-minilm-l6-v2-f16.gguf"
+    convert(llama_cpp_source(), root / "hf", out, "f16")
+    return out
+
+
+def rates(
+    http: httpx.Client, urls: dict[str, str], model: str, count: int, rounds: int
+) -> list[list[str]]:
+    """Best texts/s of each URL for batch 1 and 32, the first URL the baseline."""
+    rows, offset = [], 1000
+    for batch in (1, 32):
+        best = dict.fromkeys(urls, 0.0)
+        for round_ in range(rounds):
+            offset += count
+            chunks = [texts(batch, offset + i) for i in range(0, count, batch)]
+            order = list(urls.items())
+            for name, url in order if round_ % 2 == 0 else order[::-1]:  # neither always first
+                started = time.perf_counter()
+                for chunk in chunks:
+                    http.post(url, json={"model": model, "input": chunk}).raise_for_status()
+                best[name] = max(best[name], count / (time.perf_counter() - started))
+        base, ours = best.values()
+        rows.append([f"batch {batch}", f"{base:.0f}", f"{ours:.0f}", ratio(ours, base)])
+    return rows
+
+
+def main_gguf(count: int, rounds: int) -> None:
+    from _common import Server, free_port
+    from thrifty.backends import local_pool
+    from thrifty.config import Settings
+
+    print(machine_header(f"embeddings/s, all-MiniLM-L6-v2 GGUF, {count} texts per round"))
+    home = Path(tempfile.mkdtemp(prefix="thrifty-bench-gguf-embed-"))
+    entry = {"path": str(gguf_minilm(home)), "embedding": True, "pinned": True, "parallel": 2}
+    local = {"parallel": 1, "threads": 1, "models": {"minilm": entry}}
+    config = {"local": local, "embeddings": {"local_model": None}}
+    pool = local_pool(Settings(home=home / "plain", **config))  # type: ignore[arg-type]
+    engine = pool.factory(pool.specs["minilm"], home / "plain")
+    engine.port = free_port()
+    command = engine.command(engine.locate())  # exactly the flags thrifty gives llama-server
+    with (
+        thrifty_serve(home / "thrifty", config=config) as server,
+        Server(command, engine.port, home / "llama.log", ready_path="/health") as plain,
+        httpx.Client(timeout=120) as http,
+    ):
+        urls = {"plain": plain.base_url + "/embeddings", "thrifty": server.base_url + "/embeddings"}
+        for url in urls.values():
+            http.post(url, json={"model": "minilm", "input": "warm up"}).raise_for_status()
+        rows = rates(http, urls, "minilm", count, rounds)
+    print(table(["", "llama-server /s", "thrifty /v1/embeddings /s", "thrifty/plain"], rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--texts", type=int, default=128, help="texts per round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--model", default="use-multilingual-v3")
+    parser.add_argument("--gguf", action="store_true", help="all-MiniLM GGUF on llama-server")
     args = parser.parse_args()
+    if args.gguf:
+        main_gguf(args.texts, args.rounds)
+        return
     print(machine_header(f"embeddings/s, {args.model}, {args.texts} texts per round"))
     from thrifty.encoders import load_embedder
 

@@ -6,13 +6,16 @@
   generation to a grammar built from their JSON schemas (`thrifty.backends.tools`);
 - without it: the same prompt (the same tool listing and instructions, rendered by the same
   code) sent to a plain llama-server started with thrifty's flags, and the answer parsed by the
-  same parser.
+  same parser;
+- the template's own: the request as the client sent it (`tools`, `tool_choice`) to that plain
+  llama-server (`--jinja`), which renders the tools with the model's chat template and parses
+  the calls itself: the path thrifty would take where a template supports tools.
 
 A call is valid when the answer holds at least one call, every call names one of the tools and
 its arguments validate against that tool's schema; "right tool" also asks that the first call is
 the tool the prompt is about.
 
-    .venv/bin/python benchmarks/tool_calls.py                 # ~2-4 min on 2 cores
+    .venv/bin/python benchmarks/tool_calls.py                 # ~5-15 min on 2 shared cores
     .venv/bin/python benchmarks/tool_calls.py -m gemma3-270m --limit 20
 """
 
@@ -169,7 +172,11 @@ def main() -> None:
     port = free_port()
     engine.port = port
     command = engine.command(engine.locate())  # exactly the flags thrifty gives llama-server
-    results: dict[str, list[tuple[bool, bool, float]]] = {"with grammar": [], "without": []}
+    results: dict[str, list[tuple[bool, bool, float]]] = {
+        "with grammar": [],
+        "without": [],
+        "template's own": [],
+    }
     with (
         thrifty_serve(home / "thrifty", config={"local": local}) as gw,
         Server(command, port, home / "llama.log", ready_path="/health") as plain,
@@ -194,8 +201,18 @@ def main() -> None:
             assert plan is not None
             parsed = parse_answer(text, plan).tool_calls
             results["without"].append((*score(parsed, expected), took))
+
+            native = {**request, "stop": engine.stop or None}
+            started = time.perf_counter()
+            reply = http.post(plain.base_url + "/chat/completions", json=native)
+            took = time.perf_counter() - started
+            message = reply.json()["choices"][0]["message"] if reply.status_code == 200 else {}
+            results["template's own"].append(
+                (*score(message.get("tool_calls") or [], expected), took)
+            )
             done = len(results["without"])
-            print(f"{done}/{len(cases)}", end="\r", file=sys.stderr, flush=True)
+            valid = " ".join(f"{k}: {sum(v for v, _, _ in r)}" for k, r in results.items())
+            print(f"{done}/{len(cases)} valid so far: {valid}", file=sys.stderr, flush=True)
     rows = []
     for name, runs in results.items():
         valid = sum(v for v, _, _ in runs)

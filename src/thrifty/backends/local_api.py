@@ -9,7 +9,9 @@ send, and how to fix its answer (whole, or chunk by chunk).
 
 Tools take thrifty's grammar path (`backends/tools.py`) whatever the template: with a template
 that does declare tool support (Qwen2.5's, served with SmolLM2), llama-server's own path answered
-`tool_choice: required` with plain text, the very failure this module exists to prevent.
+`tool_choice: required` with plain text, the very failure this module exists to prevent; and
+with SmolLM2's own template (no tool support) llama-server leaves the tools out of the prompt:
+0/50 valid calls in benchmarks/tool_calls.py, against 41/50 through the grammar.
 `response_format` (json_object, json_schema) takes a grammar of thrifty's too: llama-server's
 own allows free whitespace, which Gemma 3 270M filled with newlines until max_tokens.
 An embedding model (`--embedding`) gets `/v1/embeddings` as it is, and `dimensions` checked.
