@@ -27,7 +27,12 @@ ASK: Any = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 def test_tool_calls_through_the_upstream(client: openai.OpenAI) -> None:
     raw = client.chat.completions.with_raw_response.create(
-        model="deepseek-chat", messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=60
+        model="deepseek-chat",
+        messages=ASK,
+        tools=TOOLS,
+        tool_choice="required",
+        max_tokens=60,
+        temperature=0,  # greedy: the same answer every run
     )
     assert raw.headers["x-thrifty-route"] == "deepseek-chat"
     reply = raw.parse()
@@ -40,6 +45,7 @@ def test_tool_calls_through_the_upstream(client: openai.OpenAI) -> None:
         tools=TOOLS,
         tool_choice="required",
         max_tokens=60,
+        temperature=0,
         stream=True,
     )
     arguments: dict[int, str] = {}
@@ -63,6 +69,7 @@ def test_langchain_through_the_upstream(gateway: ThriftyServer) -> None:
         api_key="unused",  # type: ignore[arg-type]
         max_retries=0,
         max_tokens=60,
+        temperature=0,
     )
     bound = llm.bind_tools(TOOLS, tool_choice="get_weather")
     messages: list[Any] = [HumanMessage("What is the weather in Paris?")]
