@@ -217,6 +217,16 @@ def test_json_schema_output_validates_whole_and_streamed(client: openai.OpenAI) 
     )
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     jsonschema.validate(orjson.loads(text), schema)
+    # json_object: any object (asked plainly: "Describe Paris" nests {"data": {...}} to the end)
+    ask = [{"role": "user", "content": "Name a big city in France and its country, as JSON."}]
+    loose = client.chat.completions.create(
+        model="local",
+        messages=ask,
+        response_format={"type": "json_object"},
+        max_tokens=120,
+        temperature=0,
+    )
+    assert isinstance(orjson.loads(loose.choices[0].message.content or ""), dict)
 
 
 # -- OpenAI's small print -------------------------------------------------------------------------
