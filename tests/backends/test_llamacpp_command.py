@@ -84,3 +84,9 @@ def test_an_embedding_model_runs_with_embedding_and_answers_embeddings_only(
     assert registry.resolve("minilm", "embeddings") is not None
     assert registry.resolve("smollm2-135m", "embeddings") is None
     assert registry.targets["minilm"].capabilities == frozenset({"embeddings"})
+    default = registry.resolve("local", "embeddings")
+    assert default is not None and default.model == "use-multilingual-v3"  # in-process encoder
+    named = Settings(home=tmp_path, local=settings.local, embeddings={"local_model": "minilm"})
+    assert build_registry(named).resolve("local", "embeddings").model == "minilm"  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="neither an encoder"):
+        Settings(home=tmp_path, embeddings={"local_model": "smollm2-135m"})

@@ -45,7 +45,7 @@ def server(minilm: tuple[Path, Path]) -> Iterator[ThriftyServer]:
     entry = {"path": str(minilm[1]), "embedding": True, "pinned": True, "parallel": 2}
     config = {
         "local": {"parallel": 1, "ctx_size": 512, "models": {"minilm": entry}},
-        "embeddings": {"local_model": None},
+        "embeddings": {"local_model": "minilm"},  # `model: local` on /v1/embeddings
     }
     with ThriftyServer(config=config) as srv:
         yield srv
@@ -101,7 +101,9 @@ def test_base64_dimensions_and_the_wrong_endpoint(client: openai.OpenAI) -> None
         )
     assert "embedding model" in err.value.message
     with pytest.raises(openai.NotFoundError):  # the chat model is no embedder
-        client.embeddings.create(model="local", input="hi")
+        client.embeddings.create(model="smollm2-135m", input="hi")
+    local = client.embeddings.create(model="local", input=TEXTS[0])  # embeddings.local_model
+    assert np.allclose(local.data[0].embedding, floats, atol=1e-6)
 
 
 def test_models_list_and_langchain(server: ThriftyServer) -> None:

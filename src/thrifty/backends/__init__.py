@@ -19,6 +19,7 @@ from thrifty.backends.openai_compat import OpenAICompatBackend
 from thrifty.backends.pool import EnginePool, LocalModel, ModelSpec
 from thrifty.backends.vllm import VLLMBackend
 from thrifty.config import Settings
+from thrifty.config.embeddings import ENCODERS
 
 __all__ = [
     "CAPABILITIES",
@@ -83,6 +84,7 @@ class Registry:
         self._local_aliases: list[str] = []
         self._local_capabilities = CAPABILITIES
         self.embedders: dict[str, Target] = {}  # /v1/embeddings names of local embedders
+        self.local_embedder: str | None = None  # embeddings.local_model when a local model
 
     def add_local(
         self, pool: EnginePool, aliases: list[str], capabilities: frozenset[str] = CAPABILITIES
@@ -115,6 +117,8 @@ class Registry:
             self.targets.setdefault(name, default)
         for name, handle in pool.handles.items():
             self.targets.setdefault(name, Target("local", handle, name, capabilities=caps(name)))
+        if self.local_embedder in pool.handles:  # `local` on /v1/embeddings: a GGUF embedder
+            self.embedders["local"] = self.targets[self.local_embedder]
 
     def model_cards(self, created: int, first: dict[str, str]) -> list[dict[str, Any]]:
         """`/v1/models`: the names in `first` (name -> owner), then every target's name.
@@ -180,11 +184,13 @@ def local_pool(settings: Settings) -> EnginePool:
 def build_registry(settings: Settings) -> Registry:
     registry = Registry()
     local = settings.local
+    if settings.embeddings.local_model not in ENCODERS:
+        registry.local_embedder = settings.embeddings.local_model
     if local.enabled:
         caps = LOCAL_CAPABILITIES if local.engine == "llama.cpp" else frozenset({"json_schema"})
         registry.add_local(local_pool(settings), local.aliases, caps)
     embed = settings.embeddings
-    if embed.local_model is not None:
+    if embed.local_model in ENCODERS:
         embedder = LocalEmbedder(embed.local_model, embed.threads)
         target = Target("local", embedder, embed.local_model, capabilities=EMBEDDING_CAPABILITIES)
         registry.backends.append(embedder)

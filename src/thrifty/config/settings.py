@@ -29,7 +29,7 @@ from thrifty.config.autopilot import AutopilotSettings
 from thrifty.config.batches import BatchSettings
 from thrifty.config.cache import CacheSettings
 from thrifty.config.costs import CostSettings
-from thrifty.config.embeddings import EmbeddingSettings
+from thrifty.config.embeddings import ENCODERS, EmbeddingSettings
 from thrifty.config.limits import LimitsSettings
 from thrifty.config.local import LocalSettings
 from thrifty.config.routing import ExperimentSettings, RouterSettings
@@ -105,6 +105,17 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, v: Path) -> Path:
         return v.expanduser()
+
+    @model_validator(mode="after")
+    def _known_embedder(self) -> Settings:
+        name = self.embeddings.local_model
+        entry = self.local.models.get(name) if name is not None else None
+        if name is None or name in ENCODERS or getattr(entry, "embedding", False):
+            return self
+        raise ValueError(
+            f"embeddings.local_model: {name!r} is neither an encoder ({', '.join(ENCODERS)}) "
+            "nor a local.models entry with embedding: true"
+        )
 
     @model_validator(mode="after")
     def _autopilot_captures(self) -> Settings:
