@@ -158,6 +158,17 @@ def test_langchain_openai_embeddings(server: ThriftyServer, keys: dict[str, str]
     query = embedder.embed_query("What is the capital of China?")
     assert len(docs) == 2 and len(query) == 512
     assert np.dot(query, docs[0]) > 0.3
+    # through the upstream, another thrifty with the same encoder: the same text, the same vector
+    cloud = OpenAIEmbeddings(
+        model="cloud-embed",
+        base_url=server.base_url,
+        api_key=keys["admin"],  # type: ignore[arg-type]
+        check_embedding_ctx_length=False,
+        max_retries=0,
+    )
+    far = cloud.embed_documents(["Paris is the capital of France", "The cat sleeps"])
+    assert len(far) == 2 and len(far[0]) == 512
+    assert np.dot(far[0], docs[1]) > 0.99
 
 
 def test_models_lists_only_what_the_key_may_use(
