@@ -139,3 +139,21 @@ def test_status_on_a_store_without_the_tables(tmp_path: Path, missing: str) -> N
     result = _cli(tmp_path, "status")
     assert result.exit_code == 0, result.output
     assert "tasks: none captured yet" in result.output
+
+
+def test_the_scheduler_is_off_by_default_and_runs_the_cli_when_on(tmp_path: Path) -> None:
+    from thrifty.autopilot.scheduler import start_scheduler
+    from thrifty.config import Settings
+
+    assert start_scheduler(Settings(home=tmp_path), None) is None
+    _store(tmp_path, _samples(5, time.time() - 100))
+    settings = Settings(home=tmp_path, autopilot={"enabled": True, "interval_s": 3600})
+    assert settings.distill.capture_tenants == ["*"]  # the autopilot turns capture on
+    scheduler = start_scheduler(settings, None)
+    assert scheduler is not None
+    try:
+        assert scheduler.once() == 0  # what each tick runs: `thrifty autopilot run`, a child
+    finally:
+        scheduler.stop()
+    log = (tmp_path / "autopilot" / "scheduler.log").read_text()
+    assert f"{TASK}: skipped — 5 new captured examples, 32 needed" in log

@@ -105,3 +105,11 @@ def test_a_budget_stops_on_cpu_and_on_cloud_money() -> None:
     money.spend_cloud(600)
     with pytest.raises(BudgetExhausted, match="cloud budget spent"):
         money.spend_cloud(600)
+
+
+def test_a_rule_whose_student_left_the_registry_is_passed_over(tmp_path: Path) -> None:
+    write_promotions(tmp_path, [Promotion(TASK, "student", "run1", 1.0)])
+    router = _router(tmp_path)
+    del router.registry.targets["student"]  # removed before the router reread the rules file
+    model, reason = _route(router, _ctx(SYSTEM))
+    assert model != "student" and "autopilot" not in reason

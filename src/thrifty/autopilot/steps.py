@@ -131,7 +131,7 @@ def finetune(work: Work) -> Outcome:
 
 def export(work: Work) -> Outcome:
     """GGUF for llama.cpp, added to the model registry under the candidate's name."""
-    from thrifty.backends.models import add_model
+    from thrifty.backends.models import add_model, model_display_name
     from thrifty.train.export import export_gguf, export_lora_gguf
 
     mode = work.settings.autopilot.train.export
@@ -141,6 +141,7 @@ def export(work: Work) -> Outcome:
     say = lambda text: work.say(f"    {text}")  # noqa: E731
     if mode == "adapter":
         path, base = export_lora_gguf(src, home, "f16", work.dir / "student.f16.gguf", log=say)
+        base = model_display_name(base)  # the name the engine pool knows the base by
         add_model(home, name, path, replace=True, adapter_of=base)
     else:
         path, base = export_gguf(src, home, "q8_0", work.dir / "student.q8_0.gguf", log=say), None

@@ -217,6 +217,8 @@ class Router(Stage):
             why = self._matches(rule.when, ctx)
             if why is None:
                 continue
+            if self._gone(rule):
+                continue
             decision = Decision(rule, why, _target_names(rule))
             if isinstance(rule.target, CheapestTarget):
                 priced = self.price(ctx, rule.target.cheapest)
@@ -227,6 +229,13 @@ class Router(Stage):
                 decision.why = f"{why}, {said}" if why else said
             return decision
         raise InvalidRequest("no routing rule matched this request", param="model")
+
+    def _gone(self, rule: RuleSettings) -> bool:
+        """An autopilot rule whose student left the registry before the rule left its file."""
+        promoted = self.promoted
+        if promoted is None or not any(rule is mine for mine in promoted.rules):
+            return False
+        return isinstance(rule.target, str) and self.registry.resolve(rule.target) is None
 
     def price(self, ctx: RequestContext, names: list[str]) -> list[Candidate]:
         """Each candidate with its expected cost for this request and its P(good enough)."""
