@@ -452,13 +452,13 @@ class LocalModel:
 
     async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> Reply:
         engine, adapter = await self.pool.acquire(self.name)
-        return await engine.complete(endpoint, _with_adapter(body, adapter))
+        return await engine.complete(endpoint, _with_adapter(body, adapter, engine))
 
     async def stream(
         self, endpoint: Endpoint, body: dict[str, Any], stats: StreamStats
     ) -> AsyncIterator[list[bytes]]:
         engine, adapter = await self.pool.acquire(self.name)
-        chunks = engine.stream(endpoint, _with_adapter(body, adapter), stats)
+        chunks = engine.stream(endpoint, _with_adapter(body, adapter, engine), stats)
         try:
             async for batch in chunks:
                 yield batch
@@ -466,8 +466,15 @@ class LocalModel:
             await chunks.aclose()  # type: ignore[attr-defined]
 
 
-def _with_adapter(body: dict[str, Any], adapter: int | None) -> dict[str, Any]:
-    """llama-server's per-request adapter choice: this one on, the others stay off."""
-    if adapter is None:
+def _with_adapter(body: dict[str, Any], adapter: int | None, engine: Any) -> dict[str, Any]:
+    """llama-server's per-request adapter choice: this one on (None: none), every other off.
+
+    Every adapter is named, at scale 0 when off: a request without `lora` gets the engine's
+    defaults but keeps the slot's cached prompt, computed with whichever adapter the slot ran
+    last (an adapter's answer would leak into the base's); a changed set clears that cache.
+    """
+    count = len(getattr(engine, "adapters", None) or ())
+    if count == 0:
         return body
-    return {**body, "lora": [{"id": adapter, "scale": 1.0}]}
+    lora = [{"id": i, "scale": 1.0 if i == adapter else 0.0} for i in range(count)]
+    return {**body, "lora": lora}
