@@ -50,20 +50,55 @@ def resolve_base(base: str, home: Path) -> Path:
     return resolve_model(base, home)  # a bundled name or a GGUF file; raises ModelUnavailable
 
 
-def load_base(base: str, home: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The base model in fp32 (GGUF dequantized, no quantization_config) and its tokenizer."""
+def load_base(
+    base: str, home: Path, *, cache: bool = False
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The base model in fp32 (GGUF dequantized, no quantization_config) and its tokenizer.
+
+    ``cache``: keep a GGUF base, once dequantized, as a Hugging Face directory under
+    ``home/cache/bases`` (fp32, the same weights), so the next run loads it in seconds instead
+    of rebuilding the tokenizer and dequantizing again (the autopilot trains on one base often).
+    """
     offline()
+    path = resolve_base(base, home)
+    if path.is_dir():
+        return _load({"pretrained_model_name_or_path": path})
+    kept = _cached(path, home) if cache else None
+    if kept is not None and (kept / "config.json").is_file():
+        return _load({"pretrained_model_name_or_path": kept})
+    model, tokenizer = _load({"pretrained_model_name_or_path": path.parent, "gguf_file": path.name})
+    if kept is not None:
+        _keep(model, tokenizer, kept)
+    return model, tokenizer
+
+
+def _load(where: dict[str, Any]) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = resolve_base(base, home)
-    if path.is_dir():
-        where: dict[str, Any] = {"pretrained_model_name_or_path": path}
-    else:
-        where = {"pretrained_model_name_or_path": path.parent, "gguf_file": path.name}
     tokenizer = AutoTokenizer.from_pretrained(**where)
     model = AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32)
     return _without_quantization(model), tokenizer
+
+
+def _cached(gguf: Path, home: Path) -> Path:
+    st = gguf.stat()
+    return home / "cache" / "bases" / f"{gguf.stem}-{st.st_size}-{st.st_mtime_ns}"
+
+
+def _keep(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
+    """Save into a temporary sibling, then rename: a reader never sees half a copy."""
+    import shutil
+    import tempfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(target)
+    except OSError:  # another process kept it first, or the disk is full: load from GGUF next
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _without_quantization(model: PreTrainedModel) -> PreTrainedModel:

@@ -47,7 +47,7 @@ DEFAULT_LR = {"lora": 2e-4, "progressive": 1e-4, "kd": 5e-5}
 LOG = "train-log.jsonl"
 TEACHER_ANSWERS = "teacher-answers.jsonl"
 # Arguments that may differ between a run and its --resume without changing what is trained.
-_RESUMABLE_CHANGES = frozenset({"resume", "eval_data", "save_every", "threads"})
+_RESUMABLE_CHANGES = frozenset({"resume", "eval_data", "save_every", "threads", "cache_base"})
 
 Say = Callable[[str], None]
 LossFn = Callable[["torch.nn.Module", dict[str, "torch.Tensor"]], "torch.Tensor"]
@@ -75,6 +75,7 @@ class FinetuneConfig:
     resume: bool = False
     seed: int = 0
     threads: int | None = None  # None: every core this process may use
+    cache_base: bool = False  # keep a GGUF base dequantized under home/cache (base.load_base)
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.1
@@ -113,7 +114,7 @@ def finetune(config: FinetuneConfig, home: Path, say: Say) -> dict[str, Any]:
     held = read_chats(config.eval_data) if config.eval_data is not None else None
     offline()
     device = _device(config.threads)
-    base_model, tokenizer = load_base(config.base, home)
+    base_model, tokenizer = load_base(config.base, home, cache=config.cache_base)
     torch.manual_seed(config.seed)  # the LoRA init and dropout: the same seed, the same run
     teacher, chats, kd_mode = None, chats, None
     if config.method == "kd":
