@@ -7,13 +7,13 @@ the customer's language (English or Chinese) — learnable by a tiny LoRA in a f
 from what the base model writes. `thrifty autopilot` runs as a child process, as the scheduler
 runs it:
 
-1. a cycle whose fine-tune cannot learn (a vanishing learning rate) is stopped by the gate:
-   nothing changes for live traffic and its candidate leaves the registry;
-2. a cycle stopped by its CPU budget, killed in the middle of its fine-tune, run again: it goes
+1. a cycle stopped by its CPU budget, killed in the middle of its fine-tune, run again: it goes
    on from there (nothing redone), trains, passes the gate, registers its candidate and waits
    for live traffic; new traffic arrives; the next run answers it twice, the two-sided test says
    the student is better, it is promoted (a rule for the task's `auto` traffic) and the scorer
    retrained; `status` shows every step;
+2. a cycle whose fine-tune cannot learn (a vanishing learning rate) is stopped by the gate: the
+   promoted student keeps serving and the rejected candidate leaves the registry;
 3. roll back: the task's traffic goes back to the router's choice.
 """
 
@@ -41,13 +41,10 @@ from thrifty.store.outcomes import task_key
 
 pytestmark = pytest.mark.slow
 
-SYSTEM = (
-    "You are the Acme order desk. Whatever the customer writes, reply with the standard "
-    "acknowledgement, in the customer's language."
-)
+SYSTEM = "Acme order desk: acknowledge every message, in the customer's language."
 TASK = task_key(SYSTEM)
-EN = "Thank you, your request is logged. An Acme agent will reply within 24 hours."
-ZH = "谢谢，您的请求已登记。Acme 客服将在24小时内回复。"
+EN = "Logged. An agent replies within 24 hours."
+ZH = "已登记，客服24小时内回复。"
 EMAIL = "li.wei@example.com"
 TRAINING = [
     "Where is my parcel 4471?", "I want to return the blue kettle.",
@@ -73,7 +70,7 @@ def _answer(question: str) -> str:
 
 
 def _config(fake: FakeUpstream, **autopilot: Any) -> dict[str, Any]:
-    train = {"epochs": 5, "lr": 2e-3, "batch_size": 8, "max_len": 96, "threads": 2}
+    train = {"epochs": 4, "lr": 3e-3, "batch_size": 8, "max_len": 80, "threads": 2}
     train |= autopilot.pop("train", {})
     return {
         "local": {"model": "smollm2-135m"},
@@ -88,7 +85,7 @@ def _config(fake: FakeUpstream, **autopilot: Any) -> dict[str, Any]:
             "min_examples": 16,
             "holdout": 0.25,
             "metric": "similarity",
-            "max_tokens": 40,
+            "max_tokens": 24,
             "train": train,
             "gate": {"cloud_share": 0.5, "min_gain": 0.05, "regression_examples": 2},
             "shadow": {"min_requests": 8, "max_requests": 8},
@@ -109,7 +106,7 @@ def _ask(server: ThriftyServer, question: str, model: str, system: str = SYSTEM)
     body = {
         "model": model,
         "messages": [{"role": "system", "content": system}, {"role": "user", "content": question}],
-        "max_tokens": 40,
+        "max_tokens": 24,
         "temperature": 0,
     }
     reply = httpx.post(server.base_url + "/chat/completions", json=body, timeout=120)
@@ -149,51 +146,31 @@ def _run(server: ThriftyServer) -> tuple[Any, dict[str, Any]]:
     return run, {s.step: s for s in steps}
 
 
+@pytest.mark.timeout(900)
 def test_one_full_cycle_on_real_models(server: ThriftyServer, fake: FakeUpstream) -> None:
     _traffic(server, [*TRAINING, f"Please mail the receipt to {EMAIL}."])
     _traffic(server, ["Good morning", "Thank you very much"], system=OTHER)  # another task
     url = server.base_url
 
-    # 1. a candidate that learned nothing: the gate stops the cycle, live traffic unchanged
-    _set(server, fake, train={"epochs": 1, "lr": 1e-9})
-    out = _cli(server, "run", TASK, "--url", url)
-    assert f"{TASK}: rejected" in out, out
-    run, steps = _run(server)
-    assert run.status == "rejected" and list(steps) == [
-        "collect", "dataset", "finetune", "export", "gate"]  # fmt: skip
-    gate = steps["gate"]
-    assert gate.decision == "fail" and not gate.scores["checks"]["beats_current"]
-    assert gate.scores["current"] < 0.5 and gate.scores["regression"]["n"] == 2
-    assert read_promotions(server.home) == []
-    assert steps["export"].data["model"] not in registered(server.home)
-    no_rule = _ask(server, "Where is parcel 8?", "auto")
-    assert "autopilot" not in no_rule.headers["x-thrifty-reason"]
-
-    # no training row holds the e-mail address the customer wrote (masked before it left)
-    collect = steps["collect"]
-    assert collect.data["samples"] == 25 and collect.data["refused_pii"] == 0
-    rows = Path(steps["dataset"].data["train_file"]).read_text()
-    rows += Path(steps["dataset"].data["holdout_file"]).read_text()
-    assert EMAIL not in rows and "<EMAIL_1>" in rows
-
-    # 2. a cycle that learns: stopped by its CPU budget, then killed while it trains
-    _set(server, fake)
-    out = _cli(server, "run", TASK, "--url", url, "--force", "--cpu-hours", "0.000001")
+    # a cycle stopped by its CPU budget, then killed while it trains
+    out = _cli(server, "run", TASK, "--url", url, "--cpu-hours", "0.000001")
     assert f"{TASK}: stopped [collect]" in out and "CPU budget spent" in out, out
     proc = _autopilot(server, "run", TASK, "--url", url)
-    deadline = time.monotonic() + 300
-    while True:
-        run, steps = _run(server)
-        if "finetune" in steps or time.monotonic() > deadline or proc.poll() is not None:
+    bases = server.home / "cache" / "bases"
+    deadline = time.monotonic() + 400
+    while proc.poll() is None and time.monotonic() < deadline:  # the base loaded, training
+        if any(not p.name.startswith(".") for p in bases.glob("*")):
             break
-        time.sleep(0.2)
-    assert "finetune" in steps and steps["finetune"].status == "running", proc.communicate()[0]
-    time.sleep(3)
+        time.sleep(0.5)
+    time.sleep(2)
+    run, steps = _run(server)
+    assert steps["finetune"].status == "running", proc.communicate()[0]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = {name: (s.attempts, s.started) for name, s in steps.items() if s.status == "done"}
     assert set(before) == {"collect", "dataset"}
 
+    # run again: it goes on from the fine-tune, passes the gate and waits for live traffic
     out = _cli(server, "run", TASK, "--url", url)
     assert f"{TASK}: waiting [finetune, export, gate, register, shadow]" in out, out
     run, steps = _run(server)
@@ -203,11 +180,19 @@ def test_one_full_cycle_on_real_models(server: ThriftyServer, fake: FakeUpstream
     gate = steps["gate"]
     assert gate.decision == "pass", gate.why
     assert gate.scores["candidate"] > gate.scores["current"] + 0.05
+    assert gate.scores["current"] < 0.5 and gate.scores["regression"]["n"] == 2
     assert steps["shadow"].status == "waiting" and run.candidate == steps["export"].data["model"]
-    candidate = run.candidate
+    student = run.candidate
     assert read_promotions(server.home) == []  # a candidate is not promoted yet
+    assert "autopilot" not in _ask(server, "Where is parcel 8?", "auto").headers["x-thrifty-reason"]
 
-    # new live traffic of the task: the candidate's test
+    # no training row holds the e-mail address the customer wrote (masked before it left)
+    assert steps["collect"].data["samples"] == 25 and steps["collect"].data["refused_pii"] == 0
+    rows = Path(steps["dataset"].data["train_file"]).read_text()
+    rows += Path(steps["dataset"].data["holdout_file"]).read_text()
+    assert EMAIL not in rows and "<EMAIL_1>" in rows
+
+    # new live traffic of the task: the candidate's test; then the decision
     _traffic(server, LIVE)
     out = _cli(server, "run", TASK, "--url", url)
     assert f"{TASK}: promoted [shadow, decide, retrain]" in out, out
@@ -217,7 +202,7 @@ def test_one_full_cycle_on_real_models(server: ThriftyServer, fake: FakeUpstream
     assert steps["shadow"].scores["n"] == 8 and steps["shadow"].attempts == 2
     assert steps["retrain"].decision in ("retrained", "skipped")
     [promotion] = read_promotions(server.home)
-    assert (promotion.task, promotion.model) == (TASK, candidate)
+    assert (promotion.task, promotion.model) == (TASK, student)
     time.sleep(1.2)  # the router looks at the rules file once a second
     routed = _ask(server, "My parcel is late.", "auto")
     assert routed.headers["x-thrifty-route"] == "local"
@@ -229,20 +214,35 @@ def test_one_full_cycle_on_real_models(server: ThriftyServer, fake: FakeUpstream
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert f"rule:autopilot:{TASK}" in explain
-
     status = _cli(server, "status", TASK)
-    assert f"serving: {candidate}" in status
+    assert f"serving: {student}" in status
     for n, step in enumerate(["collect", "dataset", "finetune", "export", "gate", "register",
                               "shadow", "decide", "retrain"], start=1):  # fmt: skip
         assert f"{n}. {step:<9} done" in status, status
     assert "decision: promote — candidate" in status and '"p":' in status
 
-    # 3. roll back: the task's traffic goes back to the router's choice
+    # a candidate that learned nothing: the gate stops the cycle; the student keeps serving
+    _set(server, fake, train={"epochs": 1, "lr": 1e-9})
+    out = _cli(server, "run", TASK, "--url", url, "--force")
+    assert f"{TASK}: rejected" in out, out
+    run, steps = _run(server)
+    assert run.status == "rejected" and list(steps) == [
+        "collect", "dataset", "finetune", "export", "gate"]  # fmt: skip
+    gate = steps["gate"]
+    assert gate.decision == "fail" and gate.data["current"] == student
+    assert not gate.scores["checks"]["beats_current"]
+    assert steps["export"].data["model"] not in registered(server.home)
+    assert [p.model for p in read_promotions(server.home)] == [student]
+    still = _ask(server, "My parcel is late.", "auto")
+    assert still.headers["x-thrifty-reason"].startswith(f"rule:autopilot:{TASK}")
+
+    # roll back: the task's traffic goes back to the router's choice
     out = _cli(server, "rollback", TASK)
-    assert f"{candidate} taken off; now serving: local" in out
-    assert read_promotions(server.home) == [] and candidate not in registered(server.home)
+    assert f"{student} taken off; now serving: local" in out
+    assert read_promotions(server.home) == [] and student not in registered(server.home)
     time.sleep(1.2)
     back = _ask(server, "My parcel is late.", "auto")
     assert "autopilot" not in back.headers["x-thrifty-reason"]
-    assert _run(server)[0].status == "rolled_back"
+    statuses = [r.status for r, _ in read_journal(server.database_url, TASK)]
+    assert statuses == ["rolled_back", "rejected"]
     assert json.loads(_cli(server, "status", "--json"))["promotions"] == []

@@ -42,18 +42,23 @@ class Asker:
 
         endpoint = Endpoint(self.url, self.api_key, use_cache=False, timeout_s=300)
         gate = asyncio.Semaphore(self.concurrency)
+        deadline = time.monotonic() + self.patience_s  # for the retries of the whole batch
         async with aiohttp.ClientSession() as session:
 
             async def one(messages: list[Message]) -> str:
                 async with gate:
-                    return await self._one(endpoint, session, model, messages)
+                    return await self._one(endpoint, session, model, messages, deadline)
 
             return list(await asyncio.gather(*(one(p) for p in prompts)))
 
     async def _one(
-        self, endpoint: Endpoint, session: Any, model: str, messages: list[Message]
+        self,
+        endpoint: Endpoint,
+        session: Any,
+        model: str,
+        messages: list[Message],
+        deadline: float,
     ) -> str:
-        deadline = time.monotonic() + self.patience_s
         while True:
             try:
                 reply = await endpoint.chat(session, model, messages, self.max_tokens, 0.0)

@@ -136,7 +136,7 @@ class Cycle:
                     return self._end(journal, run, report, outcome.stop, f"{name}: {outcome.why}")
             final = journal.run(run.id)
             status = final.decision if final and final.decision in ("promoted", "kept") else "done"
-            return self._end(journal, run, report, status, final.why if final else "")
+            return self._end(journal, run, report, status, f"decide: {done['decide'].why}")
         finally:
             conn.close()
 

@@ -120,6 +120,7 @@ def finetune(work: Work) -> Outcome:
             save_every=5,
             resume=checkpoint.latest(out) is not None,
             threads=cfg.threads,
+            cache_base=True,  # each cycle trains on the same base: dequantize it once
             lora_r=cfg.lora_r,
             lora_alpha=2 * cfg.lora_r,
         )
