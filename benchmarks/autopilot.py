@@ -94,7 +94,8 @@ def ask(base_url: str, item: Item) -> tuple[str, str, str, int, float]:
     seconds = time.monotonic() - started
     reply.raise_for_status()
     text = reply.json()["choices"][0]["message"]["content"] or ""
-    cost = round(float(reply.headers.get("x-thrifty-cost-usd") or 0) * 1e9)
+    header = reply.headers.get("x-thrifty-cost-usd") or "0"
+    cost = round(float(header) * 1e9) if header != "unknown" else 0
     return text, reply.headers["x-thrifty-route"], reply.headers["x-thrifty-reason"], cost, seconds
 
 
@@ -112,7 +113,11 @@ def config(upstream_url: str, min_examples: int) -> dict[str, Any]:
     return {
         "local": {"model": "smollm2-135m"},
         "upstreams": [
-            {"name": "deepseek", "base_url": upstream_url, "models": {"deepseek-chat": "fake-chat"}}
+            {
+                "name": "deepseek",
+                "base_url": upstream_url,
+                "models": {"deepseek-chat": "deepseek-chat"},
+            }
         ],
         "router": {"rules": [{"name": "cloud", "target": "deepseek-chat"}]},
         "cache": {"enabled": False},
