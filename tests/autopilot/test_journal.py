@@ -157,3 +157,37 @@ def test_the_scheduler_is_off_by_default_and_runs_the_cli_when_on(tmp_path: Path
         scheduler.stop()
     log = (tmp_path / "autopilot" / "scheduler.log").read_text()
     assert f"{TASK}: skipped — 5 new captured examples, 32 needed" in log
+
+
+def test_rollback_restores_the_previously_promoted_student(tmp_path: Path) -> None:
+    import yaml
+
+    from thrifty.autopilot.promote import promote, rollback
+    from thrifty.autopilot.tasks import Task
+    from thrifty.backends.models import registered
+    from thrifty.gateway.promoted import read_promotions
+
+    models = {name: {"path": str(tmp_path / f"{name}.gguf"), "adapter_of": "smollm2-135m"}
+              for name in ("first", "second")}  # fmt: skip
+    (tmp_path / "models.yaml").write_text(yaml.safe_dump({"models": models}))
+    task = Task(TASK, SYSTEM, None)
+    with connect(database_url(tmp_path)) as conn:
+        migrate(conn)
+        journal = Journal(conn)
+        journal.add_run(Run("r1", TASK, None, SYSTEM, status="promoted", candidate="first",
+                            previous="local"))  # fmt: skip
+        promote(tmp_path, journal, task, "r1", "first")
+        journal.add_run(Run("r2", TASK, None, SYSTEM, status="promoted", candidate="second",
+                            previous="first"))  # fmt: skip
+        promote(tmp_path, journal, task, "r2", "second")
+        assert journal.run("r1").status == "superseded"  # type: ignore[union-attr]
+        assert [p.model for p in read_promotions(tmp_path)] == ["second"]
+        assert rollback(tmp_path, journal, task) == ("second", "first")
+        assert [(p.model, p.run) for p in read_promotions(tmp_path)] == [("first", "r1")]
+        assert set(registered(tmp_path)) == {"first"}
+        statuses = {r.id: r.status for r in journal.runs(TASK)}
+        assert statuses == {"r1": "promoted", "r2": "rolled_back"}
+        assert rollback(tmp_path, journal, task) == ("first", "local")
+        assert read_promotions(tmp_path) == [] and registered(tmp_path) == {}
+        with pytest.raises(LookupError):
+            rollback(tmp_path, journal, task)
