@@ -94,6 +94,7 @@ def test_with_keys_it_needs_an_admin_key(fake: FakeUpstream, tmp_path: Path) -> 
         assert refused.returncode == 1 and "HTTP 403" in refused.stderr
         keyless = thrifty(server, "cache", "clear", "-y")
         assert keyless.returncode == 1 and "--api-key" in keyless.stderr
+        assert ".." not in keyless.stderr.replace("sk-...", "")  # one full stop per sentence
         assert all_cached(server, 3, **bearer)()  # nothing was cleared
         cleared = thrifty(server, "cache", "clear", "-y", "--api-key", admin)
         assert cleared.returncode == 0, cleared.stderr

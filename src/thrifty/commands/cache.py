@@ -210,6 +210,7 @@ def _clear_server(base: str, tenant: str | None, yes: bool, what: str, api_key: 
             message = exc.reason
         hint = " Pass an admin key: --api-key sk-... (or THRIFTY_API_KEY)." if exc.code in (
             401, 403) else ""  # fmt: skip
+        message = str(message).rstrip(".")  # the server's own sentence may end in one
         raise click.ClickException(f"{base} refused (HTTP {exc.code}): {message}.{hint}") from None
     except (urllib.error.URLError, OSError):
         click.echo(
