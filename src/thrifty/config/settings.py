@@ -3,8 +3,8 @@
 Sources, strongest first: keyword arguments (the CLI's flags), ``THRIFTY_*`` environment variables
 (nested fields with ``__``: ``THRIFTY_LOCAL__MODEL=gemma3-270m``), the YAML file named by
 ``--config`` / ``THRIFTY_CONFIG`` (default ``./thrifty.yaml`` when it exists), then the defaults.
-Every field carries a description: ``thrifty config show --explain`` prints them, and
-``thrifty.example.yaml`` is written from them.
+Every field carries a description: ``thrifty config example`` prints them as a commented
+``thrifty.yaml`` (``thrifty.example.yaml`` is its output).
 
 Secrets are never written in the file itself: an upstream names the environment variable that
 holds its key (``api_key_env``), so ``config show`` and the logs never see it.
