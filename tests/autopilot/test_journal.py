@@ -74,8 +74,12 @@ def test_a_dry_run_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_a_spent_budget_stops_the_run_and_personal_data_is_never_collected(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # every step costs one CPU-second on this clock: how long collecting really takes (a few
+    # milliseconds, less than the budget on a fast machine) must not decide where the run stops
+    clock = iter(range(1_000_000))
+    monkeypatch.setattr("thrifty.autopilot.cycle.cpu_seconds", lambda: float(next(clock)))
     rows = _samples(12, time.time() - 100)
     leaked = rows[3].messages[1] | {"content": f"Call me on {PHONE} about parcel 3"}
     # written some other way than capture: flagged masked, yet the number is still there
@@ -83,7 +87,7 @@ def test_a_spent_budget_stops_the_run_and_personal_data_is_never_collected(
     rows[3] = Sample("r3", rows[3].ts, "default", "deepseek-chat", "m", messages, "A3",
                      frozenset({"phone"}), masked=True)  # fmt: skip
     url = _store(tmp_path, rows)
-    result = _cli(tmp_path, "run", TASK[:8], "--cpu-hours", "0.000001")
+    result = _cli(tmp_path, "run", TASK[:8], "--cpu-hours", "0.0002")  # 0.72 CPU-seconds
     assert result.exit_code == 0, result.output
     assert f"{TASK}: stopped [collect]" in result.output
     assert "before dataset: CPU budget spent" in result.output
