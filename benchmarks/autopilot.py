@@ -200,7 +200,14 @@ def summarize(day: int, served: list[Served], outcome: str, run_s: float) -> lis
     quality = sum(s.score for s in served) / cloud if cloud else 0.0
     facts = {"local": local, "intent_local": intent_local, "cost": marginal, "quality": quality}
     return [day, f"{local:.0%}", f"{intent_local:.0%}", f"${marginal:.4f}", f"${loaded:.4f}",
-            f"{quality:.1%}", f"{outcome[:60]} ({run_s:.0f}s)", facts]  # fmt: skip
+            f"{quality:.1%}", f"{_short(outcome)} ({run_s:.0f}s)", facts]  # fmt: skip
+
+
+def _short(outcome: str) -> str:
+    """The run's status and, when the gate decided, its scores: `rejected: candidate 0.4 …`."""
+    status = outcome.split(" [")[0].split(": ", 1)[-1]
+    found = outcome.find("candidate ")
+    return status + (": " + outcome[found : found + 40] if found >= 0 else "")
 
 
 def report_targets(rows: list[list[Any]]) -> None:
