@@ -18,9 +18,9 @@ import orjson
 
 from thrifty.backends.anthropic_format import ChunkStream, from_openai, to_completion
 from thrifty.backends.base import Endpoint, Reply, StreamStats
-from thrifty.backends.http import BadResponse, ConnectFailed, Disconnected
-from thrifty.backends.openai_compat import OpenAICompatBackend, upstream_failure
-from thrifty.errors import InvalidRequest, UpstreamError, UpstreamTimeout
+from thrifty.backends.http import BadResponse
+from thrifty.backends.openai_compat import OpenAICompatBackend, upstream_failure, wire_failure
+from thrifty.errors import InvalidRequest, UpstreamError
 from thrifty.sse import iter_events
 
 VERSION = "2023-06-01"
@@ -97,21 +97,9 @@ class AnthropicBackend(OpenAICompatBackend):
                 raise UpstreamError(
                     f"upstream {self.name} closed the stream before it finished", retryable=True
                 )
-        except (Disconnected, ConnectFailed, OSError) as exc:
-            if stats.chunks:
-                raise UpstreamError(f"upstream {self.name} cut the stream") from None
-            raise _transport(self.name, exc) from None
-        except TimeoutError as exc:
-            raise _transport(self.name, exc) from None
-        except BadResponse as exc:
-            raise UpstreamError(f"upstream {self.name} failed: {exc}", retryable=True) from None
+        except (OSError, BadResponse) as exc:
+            raise wire_failure(self.name, exc, streamed=bool(stats.chunks)) from None
         finally:
             self.in_flight -= 1
             if conn is not None:
                 conn.release()
-
-
-def _transport(name: str, exc: BaseException) -> UpstreamError:
-    if isinstance(exc, TimeoutError):
-        return UpstreamTimeout(f"upstream {name} did not answer in time")
-    return UpstreamError(f"upstream {name} is unreachable: {type(exc).__name__}", retryable=True)

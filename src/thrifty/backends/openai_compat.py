@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from thrifty.backends.base import PATHS, Endpoint, Reply, StreamStats
-from thrifty.backends.http import BadResponse, ConnectFailed, Connection, Disconnected, Origin
+from thrifty.backends.http import BadResponse, Connection, Disconnected, Origin
 from thrifty.errors import (
     ContextLengthExceeded,
     InvalidRequest,
@@ -69,6 +69,25 @@ def upstream_failure(name: str, status: int, body: bytes, headers: Any = None) -
         retryable=status >= 500,
         retry_after=after,
     )
+
+
+def wire_failure(name: str, exc: BaseException, streamed: bool = False) -> UpstreamError:
+    """Our error for a call that failed on the wire (`thrifty.backends.http`'s errors, timeouts
+    and socket errors); `streamed`: part of a stream had already gone on to the client.
+
+    A timeout is checked first: `TimeoutError` is an `OSError` too, and a deadline that ran out
+    is not an unreachable upstream (504, and no retry: the deadline is spent)."""
+    if isinstance(exc, TimeoutError):
+        return _timed_out(name)
+    if isinstance(exc, BadResponse):
+        return UpstreamError(f"upstream {name} failed: {exc}", retryable=not streamed)
+    if streamed:
+        return _cut(name)
+    if isinstance(exc, Disconnected) and exc.answered:  # a whole body cut short of its end
+        return UpstreamError(
+            f"upstream {name} closed the connection before its answer ended", retryable=True
+        )
+    return _unreachable(name, exc)
 
 
 def _unreachable(name: str, exc: BaseException) -> UpstreamError:
@@ -169,19 +188,8 @@ class OpenAICompatBackend:
             if conn.status >= 400:
                 raise upstream_failure(self.name, conn.status, raw, conn.headers)
             return raw
-        except Disconnected as exc:
-            if exc.answered:  # a body cut short of its end
-                raise UpstreamError(
-                    f"upstream {self.name} closed the connection before its answer ended",
-                    retryable=True,
-                ) from None
-            raise _unreachable(self.name, exc) from None
-        except (ConnectFailed, OSError) as exc:
-            raise _unreachable(self.name, exc) from None
-        except TimeoutError:
-            raise _timed_out(self.name) from None
-        except BadResponse as exc:
-            raise UpstreamError(f"upstream {self.name} failed: {exc}", retryable=True) from None
+        except (OSError, BadResponse) as exc:
+            raise wire_failure(self.name, exc) from None
         finally:
             self.in_flight -= 1
             if conn is not None:
@@ -235,16 +243,8 @@ class OpenAICompatBackend:
                         stats.chunks += len(batch)
                         yield batch
                 raise _cut(self.name)
-        except (Disconnected, ConnectFailed, OSError) as exc:
-            if stats.chunks:
-                raise _cut(self.name) from None
-            raise _unreachable(self.name, exc) from None
-        except TimeoutError:
-            raise _timed_out(self.name) from None
-        except BadResponse as exc:
-            raise UpstreamError(
-                f"upstream {self.name} failed: {exc}", retryable=not stats.chunks
-            ) from None
+        except (OSError, BadResponse) as exc:
+            raise wire_failure(self.name, exc, streamed=bool(stats.chunks)) from None
         finally:
             self.in_flight -= 1
             if conn is not None:
