@@ -58,12 +58,11 @@ def test_tool_calls_through_the_upstream(client: openai.OpenAI) -> None:
         jsonschema.validate(orjson.loads(text), CITY)
 
 
-def test_langchain_through_the_upstream(gateway: ThriftyServer) -> None:
-    from langchain_core.messages import HumanMessage, ToolMessage
+def cloud_chat(gateway: ThriftyServer) -> Any:
+    """LangChain's ChatOpenAI on the gateway's cloud model, greedy."""
     from langchain_openai import ChatOpenAI
-    from pydantic import BaseModel
 
-    llm = ChatOpenAI(
+    return ChatOpenAI(
         model="deepseek-chat",
         base_url=gateway.base_url,
         api_key="unused",  # type: ignore[arg-type]
@@ -71,6 +70,13 @@ def test_langchain_through_the_upstream(gateway: ThriftyServer) -> None:
         max_tokens=60,
         temperature=0,
     )
+
+
+def test_langchain_through_the_upstream(gateway: ThriftyServer) -> None:
+    from langchain_core.messages import HumanMessage, ToolMessage
+    from pydantic import BaseModel
+
+    llm = cloud_chat(gateway)
     bound = llm.bind_tools(TOOLS, tool_choice="get_weather")
     messages: list[Any] = [HumanMessage("What is the weather in Paris?")]
     first = bound.invoke(messages)
@@ -90,21 +96,13 @@ def test_langchain_through_the_upstream(gateway: ThriftyServer) -> None:
 @pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")
 def test_langchain_json_schema_through_the_upstream(gateway: ThriftyServer) -> None:
     """response_format json_schema reaches the cloud, whose model is held to the schema."""
-    from langchain_openai import ChatOpenAI
     from pydantic import BaseModel
 
     class City(BaseModel):
         city: str
         country: str
 
-    llm = ChatOpenAI(
-        model="deepseek-chat",
-        base_url=gateway.base_url,
-        api_key="unused",  # type: ignore[arg-type]
-        max_retries=0,
-        max_tokens=60,
-        temperature=0,
-    )
+    llm = cloud_chat(gateway)
     structured = llm.with_structured_output(City, method="json_schema", include_raw=True)
     whole = structured.invoke("Name a big city in France.")
     assert isinstance(whole["parsed"], City), whole["raw"]
