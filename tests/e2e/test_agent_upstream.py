@@ -111,12 +111,15 @@ def test_langchain_json_schema_through_the_upstream(gateway: ThriftyServer) -> N
 
 
 def test_several_choices_through_the_upstream(client: openai.OpenAI) -> None:
-    """`n` passes through to an upstream that allows it, whole and streamed."""
-    reply = client.chat.completions.create(model="deepseek-chat", messages=ASK, n=2, max_tokens=8)
+    """`n` passes through to an upstream that allows it, whole and streamed. Greedy: sampled, the
+    stand-in's tiny model may end a choice at once with no text."""
+    reply = client.chat.completions.create(
+        model="deepseek-chat", messages=ASK, n=2, max_tokens=8, temperature=0
+    )
     assert sorted(c.index for c in reply.choices) == [0, 1]
     assert all(c.message.content for c in reply.choices)
     stream = client.chat.completions.create(
-        model="deepseek-chat", messages=ASK, n=2, max_tokens=8, stream=True
+        model="deepseek-chat", messages=ASK, n=2, max_tokens=8, temperature=0, stream=True
     )
     indexes = {c.index for chunk in stream for c in chunk.choices}
     assert indexes == {0, 1}

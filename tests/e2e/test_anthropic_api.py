@@ -53,6 +53,7 @@ def test_text_with_system_and_turns_on_the_local_model(
         model="local",
         max_tokens=16,
         system="You are terse.",
+        extra_body={"temperature": 0},  # greedy: sampled, a tiny model may end at once with no text
         messages=[
             {"role": "user", "content": "Hi"},
             {"role": "assistant", "content": "Hello."},
@@ -85,6 +86,7 @@ def test_tool_use_and_tool_result_round_trip(client: anthropic.Anthropic) -> Non
     second = client.messages.create(
         model="local",
         max_tokens=24,
+        extra_body={"temperature": 0},
         tools=[WEATHER],  # type: ignore[list-item]
         tool_choice={"type": "none"},
         messages=[
@@ -103,7 +105,10 @@ def test_tool_use_and_tool_result_round_trip(client: anthropic.Anthropic) -> Non
 
 def test_streams_text_and_tool_use_events(client: anthropic.Anthropic) -> None:
     with client.messages.stream(
-        model="local", max_tokens=16, messages=[{"role": "user", "content": "Say hello"}]
+        model="local",
+        max_tokens=16,
+        extra_body={"temperature": 0},
+        messages=[{"role": "user", "content": "Say hello"}],
     ) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
@@ -186,6 +191,7 @@ def test_an_upstream_spoken_to_in_anthropics_api(server: ThriftyServer) -> None:
                 {"role": "user", "content": "Hi"},
             ],
             max_tokens=8,
+            temperature=0,
         )
         assert reply.choices[0].message.content and reply.choices[0].finish_reason
         assert reply.usage is not None and reply.usage.completion_tokens > 0
