@@ -7,7 +7,8 @@ import random
 from thrifty.config import ModerationSettings
 from thrifty.context import RequestContext
 from thrifty.gateway.holdback import HoldBack, regex_width
-from thrifty.gateway.moderation import Moderation, StreamGuard, apply_masks
+from thrifty.gateway.moderation import Moderation, StreamGuard
+from thrifty.gateway.wordmatch import apply_masks
 
 
 def test_only_a_possible_start_of_a_term_is_held() -> None:

@@ -12,13 +12,8 @@ import pytest
 from thrifty.config import ModerationSettings
 from thrifty.context import RequestContext
 from thrifty.errors import ContentPolicyViolation
-from thrifty.gateway.moderation import (
-    Matcher,
-    Moderation,
-    StreamGuard,
-    WordList,
-    load_word_lists,
-)
+from thrifty.gateway.moderation import Moderation, StreamGuard
+from thrifty.gateway.wordmatch import Matcher, WordList, load_word_lists
 
 LISTS = {
     "banned": "# action: block\n# direction: both\nforbidden phrase\n禁词\n",
@@ -153,7 +148,7 @@ def test_stream_guard_matches_the_whole_answer_on_random_splits(
     mod = Moderation(settings)
     text = "idiot! A stupid idiot, 笨蛋 and d@mn. Not idiotic; 笨笨蛋蛋 idiot"
     whole = mod.output.scan(text)
-    from thrifty.gateway.moderation import apply_masks
+    from thrifty.gateway.wordmatch import apply_masks
 
     expected = apply_masks(text, whole, "***")
     rng = random.Random(1)
