@@ -25,6 +25,7 @@ from thrifty.backends import Reply
 from thrifty.config import ModerationSettings, SelfCheckSettings
 from thrifty.context import RequestContext
 from thrifty.errors import ContentPolicyViolation
+from thrifty.gateway.memo import TextMemo
 from thrifty.gateway.pii import PIIDetector, iter_message_texts, redact, rewrite_message_texts
 from thrifty.gateway.stage import Stage
 from thrifty.gateway.wordmatch import (
@@ -97,6 +98,8 @@ class Moderation(Stage):
         self.output = Matcher(
             (wl for wl in lists if "output" in wl.directions), settings.max_regex_chars
         )
+        # a chat resends its history every turn: a long text seen lately is not scanned again
+        self._scan_input = TextMemo(lambda text: tuple(self.input.scan(text)))
         self.mask = settings.mask_with
         self.review = review
         self.sample = settings.review_sample
@@ -115,9 +118,9 @@ class Moderation(Stage):
             return None
         found: list[tuple[str, list[Hit]]] = []
         for text in _request_texts(ctx.body):
-            hits = self.input.scan(text)
+            hits = self._scan_input(text)
             if hits:
-                found.append((text, hits))
+                found.append((text, list(hits)))
         if not found:
             return None
         finding = self._record(ctx, "input", found)

@@ -34,7 +34,6 @@ leaves the value out, and nothing here logs.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,10 +43,9 @@ from thrifty.gateway import _pii_forms as forms
 from thrifty.gateway import _pii_keyed as keyed
 from thrifty.gateway import _pii_names as names
 from thrifty.gateway import _pii_rules as rules
+from thrifty.gateway.memo import TextMemo
 
 PII_KINDS: frozenset[str] = rules.ALL_KINDS
-_MEMO_MIN_CHARS = 256  # a shorter text is scanned faster than it is hashed and looked up
-_MEMO_ENTRIES = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +73,7 @@ class PIIDetector:
         self._numeric = rules.numeric_pattern(chosen)
         # the Chinese name finder's segmenter (jieba), loaded on the first address that needs it
         self._segmenter = names.segmenter if segmenter else _no_segmenter
-        self._memo: dict[bytes, frozenset[str]] = {}  # digest of a long text -> its kinds
+        self._memo = TextMemo(lambda text: frozenset(self._kinds_in(text)))
 
     def scan(self, text: str) -> list[Finding]:
         """Every finding, sorted by start; of overlapping ones the longest earliest wins."""
@@ -93,20 +91,9 @@ class PIIDetector:
         Overlaps are not resolved here, so a phone number used as an email's local part counts as
         both: for a routing decision more caution is the right error.
 
-        A long text seen lately is not scanned again: a chat resends its whole history and its
-        system prompt on every turn, so without this a conversation's scans grow with the square
-        of its length. Only a 128-bit digest of each text is kept, never the text.
+        A long text seen lately is not scanned again (`memo.py`): a chat resends its history.
         """
-        if len(text) < _MEMO_MIN_CHARS:
-            return self._kinds_in(text)
-        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-        kinds = self._memo.get(key)
-        if kinds is None:
-            kinds = frozenset(self._kinds_in(text))
-            if len(self._memo) >= _MEMO_ENTRIES:
-                del self._memo[next(iter(self._memo))]  # the oldest
-            self._memo[key] = kinds
-        return set(kinds)
+        return set(self._memo(text))
 
     def _kinds_in(self, text: str) -> set[str]:
         found: set[str] = set()
