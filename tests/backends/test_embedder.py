@@ -27,7 +27,7 @@ def test_without_the_semantic_extra_the_error_names_the_endpoint_and_the_fix(
 
     with pytest.raises(ThriftyError) as caught:
         asyncio.run(ask())
-    assert caught.value.code == "missing_extra"
+    assert caught.value.code == "missing_extra" and caught.value.status == 400  # never a 500
     message = str(caught.value)
     assert "/v1/embeddings" in message and "pip install 'thrifty[semantic]'" in message
     assert "semantic cache" not in message

