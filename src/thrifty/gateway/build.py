@@ -5,7 +5,8 @@ Request halves run top to bottom; answer halves (whole, streamed) and finish hal
     access      Admit               a viewer may not call models; a limited key names its models
     guard       Guard               sizes a request must meet before anything is spent on it
     moderation  Moderation          word lists on the request; on the answer (whole or streamed)
-                SelfCheckStage      (optional) a judge model on the request
+                SelfCheckStage      (optional) a judge model on the request; its call is
+                                    scanned and guarded as a client's (privacy.on_pii)
     privacy     PIIScan             which kinds of personal data the request carries
     route       Experiments         an experiment's name becomes its variant's model (before the
                                     router, which may own the variant's model name)
@@ -53,7 +54,7 @@ from thrifty.gateway.metrics import Metrics
 from thrifty.gateway.moderation import Moderation, build_self_check
 from thrifty.gateway.pii import PIIDetector
 from thrifty.gateway.pipeline import Gateway
-from thrifty.gateway.privacy import PIIScan, PrivacyGuard
+from thrifty.gateway.privacy import GuardedCaller, PIIScan, PrivacyGuard
 from thrifty.gateway.route import ModelRoute
 from thrifty.gateway.router import Router
 from thrifty.gateway.shadow import Shadow
@@ -148,7 +149,11 @@ def build_gateway(settings: Settings, registry: Registry, metrics: Metrics) -> G
     experiments = Experiments(settings.experiments, registry, router.models)
     review = ReviewQueue(settings.database_url)
     moderation = Moderation(settings.moderation, review=review.add)
-    self_check = build_self_check(settings, caller, registry, moderation)
+    pii_scan = PIIScan(detector, settings.privacy, frozenset(registry.names()) | router.models)
+    privacy_guard = PrivacyGuard(settings.privacy, registry, detector)
+    # the judge reads the client's text: it goes where privacy.on_pii lets that text go
+    judge_caller = GuardedCaller(caller, pii_scan, privacy_guard)
+    self_check = build_self_check(settings, judge_caller, registry, moderation)
     limiter = build_limiter(settings.limits, PriceEstimate(prices, settings.costs.cny_per_usd))
     cache = ResponseCache(settings.cache, metrics, home=settings.home)
     capture = build_capture(settings, detector, on_drop=dropped(SampleLog.name))
@@ -158,11 +163,11 @@ def build_gateway(settings: Settings, registry: Registry, metrics: Metrics) -> G
         Guard(settings.limits),
         moderation,
         self_check,
-        PIIScan(detector, settings.privacy, frozenset(registry.names()) | router.models),
+        pii_scan,
         experiments,
         router,
         ModelRoute(registry, router.models),
-        PrivacyGuard(settings.privacy, registry, detector),
+        privacy_guard,
         ScopeTargets(router.models),
         Capabilities(),
         shadow if shadow.enabled else None,  # samples auto requests; labels them when finished

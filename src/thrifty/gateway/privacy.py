@@ -15,20 +15,26 @@ Two stages around the routing stages:
   through. A request that is unscannable, whose scan failed, or that still carries personal
   data once masked (in a field sent verbatim: a function name, an enum value, a key) is kept
   local whatever `on_pii` says (or refused, under `reject`).
+
+The gateway's own model calls that carry a client's text (the moderation self-check's judge) go
+through `GuardedCaller`: the same scan and the same guard, so a judge named on a cloud sees the
+masked text, or is answered by the local model, as `on_pii` says.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 
-from thrifty.backends import Registry, Reply
+from thrifty.backends import Registry, Reply, StreamStats
 from thrifty.config import PrivacySettings
 from thrifty.context import RequestContext
 from thrifty.errors import RouteRejected
+from thrifty.gateway.call import Caller
 from thrifty.gateway.pii import PIIDetector, redact
 from thrifty.gateway.pii_request import (
     SCAN_FAILED,
@@ -43,7 +49,7 @@ from thrifty.gateway.stage import Stage
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PIIScan", "PrivacyGuard", "StreamRestorer", "unmask_payload"]
+__all__ = ["GuardedCaller", "PIIScan", "PrivacyGuard", "StreamRestorer", "unmask_payload"]
 _FAIL_CLOSED = frozenset({UNSCANNABLE, SCAN_FAILED})
 
 
@@ -169,3 +175,35 @@ def unmask_payload(payload: dict[str, Any], mapping: dict[str, str]) -> None:
     """Restore masked values in a whole answer, in place: every string at any depth (content,
     reasoning_content, refusal, tool-call arguments, legacy text)."""
     unmask_tree(payload, mapping)
+
+
+class GuardedCaller(Caller):
+    """A caller for the gateway's own calls that carry a client's text (the self-check judge):
+    each request is scanned and held to `privacy.on_pii` as a client's is, before it leaves.
+
+    It shares the gateway caller's circuit breakers and retries. A whole answer comes back with
+    the masked values restored; a streamed one keeps the placeholders.
+    """
+
+    def __init__(self, caller: Caller, scan: PIIScan, guard: PrivacyGuard) -> None:
+        super().__init__(caller.breakers, caller.retries, on_retry=caller.on_retry)
+        self.sleep = caller.sleep
+        self.scan = scan
+        self.guard = guard
+
+    async def complete(self, ctx: RequestContext) -> Reply:
+        await self._guard(ctx)
+        reply = await super().complete(ctx)
+        if ctx.pii_mapping:
+            unmask_payload(reply.payload, ctx.pii_mapping)
+        return reply
+
+    async def stream(
+        self, ctx: RequestContext, stats: StreamStats
+    ) -> tuple[list[bytes] | None, AsyncIterator[list[bytes]]]:
+        await self._guard(ctx)
+        return await super().stream(ctx, stats)
+
+    async def _guard(self, ctx: RequestContext) -> None:
+        await self.scan.on_request(ctx)
+        await self.guard.on_request(ctx)
