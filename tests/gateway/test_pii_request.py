@@ -377,3 +377,24 @@ def test_model_names_the_gateway_serves_are_not_the_users_data() -> None:
     assert scan_request(detector, body, known=frozenset({f"crm-{PHONE}"})).kinds == set()
     body["messages"][0]["content"] = f"crm-{PHONE}"  # free text is scanned whatever it says
     assert "phone" in scan_request(detector, body, known=frozenset({f"crm-{PHONE}"})).kinds
+
+
+@pytest.mark.parametrize(
+    ("body", "unscannable"),
+    [
+        ({"model": "m", "prompt": [9906, 11, 856, 4641, 374]}, True),
+        ({"model": "m", "prompt": [[9906, 11], [856, 4641]]}, True),
+        ({"model": "m", "input": [9906, 11, 856]}, True),
+        ({"model": "m", "input": [[9906, 11], [856]]}, True),
+        ({"model": "m", "prompt": ["hello", "world"]}, False),
+        ({"model": "m", "input": ["hello"]}, False),
+        ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stop": ["x"]}, False),
+        ({"model": "m", "metadata": {"input": [1, 2, 3]}}, False),  # not the text field
+    ],
+)
+def test_token_ids_are_unscannable(
+    detector: PIIDetector, body: dict[str, Any], unscannable: bool
+) -> None:
+    """Token ids are text in the upstream's tokenizer, which the gateway does not have."""
+    assert scan_request(detector, body).unscannable is unscannable
+    assert is_unscannable(body) is unscannable

@@ -18,6 +18,8 @@ How a text is scanned (`PIIDetector._spans`):
    plates outside China, phones after "phone"/"电话") look only after their keyword.
 5. A street address (`_pii_names`) is reported with the person's name near it; for Chinese the
    name search may load a segmenter (jieba), and only when an address was found.
+6. A token in an encoding read at a glance (percent-encoding, HTML character references, base64
+   of text) is decoded and scanned again; a finding there is the whole token (`_pii_encoded`).
 
 Kinds (`PII_KINDS`): `id_card`, `phone` (mainland mobiles and landlines), `bank_card`,
 `credit_card`, `email`, `ip_address`, `passport`, `us_ssn`, `intl_phone` (E.164 and North
@@ -39,6 +41,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from thrifty.gateway import _pii_encoded as encoded
 from thrifty.gateway import _pii_forms as forms
 from thrifty.gateway import _pii_keyed as keyed
 from thrifty.gateway import _pii_names as names
@@ -46,6 +49,7 @@ from thrifty.gateway import _pii_rules as rules
 from thrifty.gateway.memo import TextMemo
 
 PII_KINDS: frozenset[str] = rules.ALL_KINDS
+_ENCODED_DEPTH = 2  # base64 of a percent-encoded URL is read; one more layer is not
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,15 +121,21 @@ class PIIDetector:
                     return found
         return found
 
-    def _spans(self, text: str) -> Iterator[rules.Span]:
+    def _spans(self, text: str, depth: int = 0) -> Iterator[rules.Span]:
         folded, index = forms.strip_format(rules.fold_fullwidth(text))
         if index is None:
-            yield from self._folded_spans(folded)
+            yield from self._folded_spans(folded, depth)
         else:
-            for span in self._folded_spans(folded):
+            for span in self._folded_spans(folded, depth):
                 yield forms.map_span(span, index)
 
-    def _folded_spans(self, folded: str) -> Iterator[rules.Span]:
+    def _folded_spans(self, folded: str, depth: int = 0) -> Iterator[rules.Span]:
+        if depth < _ENCODED_DEPTH:
+            # a token that decodes to text (percent-encoding, character references, base64):
+            # what the decoded text holds is reported as the whole token
+            for start, end, decoded in encoded.decoded_tokens(folded):
+                for kind in {span[0] for span in self._spans(decoded, depth + 1)}:
+                    yield kind, start, end
         kinds = self.kinds
         email = rules.EMAIL in kinds
         if not rules.may_contain_pii(folded):

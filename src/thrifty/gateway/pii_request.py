@@ -8,9 +8,10 @@ upstream needs verbatim (`model`, `tool_call_id`, a function's `name`, `enum` va
 numbers) are scanned but never rewritten, so personal data there leaves the masked request still
 carrying it, and the guard keeps it local.
 
-Content that cannot be read as text (image, audio and file parts, base64 blobs, data: URLs) is
-reported as `unscannable`. A value split over two strings (an ID half in one message, half in
-the next) is found by scanning each boundary; masking then replaces each piece.
+Content that cannot be read as text (image, audio and file parts, base64 blobs, data: URLs, a
+completion prompt or embedding input given as token ids) is reported as `unscannable`. A value
+split over two strings (an ID half in one message, half in the next) is found by scanning each
+boundary; masking then replaces each piece.
 """
 
 from __future__ import annotations
@@ -161,6 +162,9 @@ _PROTOCOL_WORDS = frozenset(
         "store",
     }
 )
+# Fields of /v1/completions and /v1/embeddings that may hold token ids instead of text: ids of
+# the upstream's tokenizer, which this gateway does not have, so no scan can read them.
+_TOKEN_FIELDS = frozenset({"prompt", "input"})
 _SHORTEST_NUMBER = 7  # no kind is a number of fewer digits (a phone has 7 at least)
 
 _JSON_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})")
@@ -232,8 +236,16 @@ def _verbatim_key(path: Path) -> bool:
 
 
 def is_unscannable(body: Any) -> bool:
-    """Whether the body holds content a text scan cannot clear: media parts or blobs."""
+    """Whether the body holds content a text scan cannot clear: media parts, blobs, or a
+    prompt or input given as token ids."""
     stack = [body]
+    if isinstance(body, Mapping):
+        for key in _TOKEN_FIELDS:
+            value = body.get(key)
+            if isinstance(value, list) and (
+                _is_tokens(value) or any(isinstance(v, list) and _is_tokens(v) for v in value)
+            ):
+                return True
     while stack:
         value = stack.pop()
         if isinstance(value, Mapping):
@@ -318,8 +330,15 @@ def _scan_texts(
                 )
             stack.extend(reversed(children))
         elif isinstance(value, list | tuple):
+            if top in _TOKEN_FIELDS and _is_tokens(value):
+                unscannable = True  # token ids: text in the cloud's tokenizer, not ours
             stack.extend((child, None, depth + 1, top, verbatim) for child in reversed(value))
     return texts, unscannable
+
+
+def _is_tokens(value: list[Any] | tuple[Any, ...]) -> bool:
+    first = value[0] if value else None
+    return isinstance(first, int) and not isinstance(first, bool)
 
 
 def _boundary_findings(detector: PIIDetector, before: str, after: str) -> list[Any]:
