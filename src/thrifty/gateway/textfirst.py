@@ -37,7 +37,7 @@ def carries_something(choice: dict[str, Any]) -> bool:
     delta = choice.get("delta")
     if not isinstance(delta, dict):
         return False
-    for key, value in delta.items():  # a loop, not any(<generator>): it runs for every chunk
+    for key, value in delta.items():  # noqa: SIM110 (a loop, not any(<generator>): runs per chunk)
         if key != "role" and value not in _QUIET:
             return True
     return False
