@@ -109,15 +109,16 @@ def test_a_factory_from_config_builds_your_own_check(
         asyncio.run(stage.on_request(request("a much longer request")))
 
 
-@pytest.mark.parametrize("on_pii", ["local", "mask", "reject"])
+@pytest.mark.parametrize("on_pii", ["local", "mask", "reject", "allow"])
 def test_a_judge_on_a_cloud_never_sees_personal_data(on_pii: str) -> None:
-    """The judge's call is scanned and guarded like a client's: under `local` the local model
-    judges, under `mask` the cloud judges the masked text, under `reject` nobody does."""
+    """The judge's call is scanned and carries what the client's request carries: the local
+    model judges a request with personal data (`local`, `mask`), no model does (`reject`), or
+    the cloud does (`allow`). A value split across two messages counts, though the judge's text
+    joins them."""
     from thrifty.gateway.build import build_gateway
     from thrifty.gateway.metrics import Metrics
 
     cloud, local = Judge("SAFE"), Judge("SAFE")
-    cloud.kind = "upstream"
     registry = Registry()
     registry.add(["local"], Target("local", local, "judge"))  # type: ignore[arg-type]
     registry.add(["judge-cloud"], Target("judge-cloud", cloud, "m", upstream="cloud"))  # type: ignore[arg-type]
@@ -126,15 +127,22 @@ def test_a_judge_on_a_cloud_never_sees_personal_data(on_pii: str) -> None:
         privacy={"on_pii": on_pii},
         moderation={"self_check": {"enabled": True, "model": "judge-cloud"}},
     )
-    parts = build_gateway(settings, registry, Metrics())
-    stage = next(s for s in parts.gateway.stages if isinstance(s, SelfCheckStage))
-    asyncio.run(stage.on_request(request("please call me at 13812345678")))
-    sent = [body["messages"][1]["content"] for body in cloud.bodies]
-    if on_pii == "mask":
-        assert sent == ["please call me at <PHONE_1>"] and local.bodies == []
-    elif on_pii == "local":
-        assert sent == [] and len(local.bodies) == 1
-    else:
-        assert sent == [] and local.bodies == []
-    asyncio.run(stage.on_request(request("how do I bake bread?")))  # clean text: the cloud judges
+    gateway = build_gateway(settings, registry, Metrics()).gateway
+
+    async def checked(*texts: str) -> RequestContext:
+        messages = [{"role": "user", "content": text} for text in texts]
+        ctx = RequestContext("chat", {"messages": messages}, "m", False)
+        for stage in gateway.stages:  # the scan, then the self-check
+            await stage.on_request(ctx)
+            if isinstance(stage, SelfCheckStage):
+                return ctx
+        raise AssertionError("no self-check stage")
+
+    for texts in (["please call me at 13812345678"], ["my id is 110105199", "003071239 ok"]):
+        cloud.bodies.clear()
+        local.bodies.clear()
+        asyncio.run(checked(*texts))
+        judged_by = "cloud" if cloud.bodies else "local" if local.bodies else None
+        assert judged_by == {"local": "local", "mask": "local", "allow": "cloud"}.get(on_pii)
+    asyncio.run(checked("how do I bake bread?"))  # clean text: the cloud judges
     assert cloud.bodies[-1]["messages"][1]["content"] == "how do I bake bread?"

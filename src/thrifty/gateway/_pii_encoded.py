@@ -42,6 +42,8 @@ def decoded_tokens(text: str) -> Iterator[Token]:
     if "&#" in text:
         for match in _ENTITY_TOKEN.finditer(text):
             yield match.start(), match.end(), html.unescape(match.group())
+    if len(text) < 12:
+        return
     for match in _BASE64_TOKEN.finditer(text):
         text_of = _from_base64(match.group())
         if text_of is not None:

@@ -5,9 +5,9 @@ Request halves run top to bottom; answer halves (whole, streamed) and finish hal
     access      Admit               a viewer may not call models; a limited key names its models
     guard       Guard               sizes a request must meet before anything is spent on it
     moderation  Moderation          word lists on the request; on the answer (whole or streamed)
-                SelfCheckStage      (optional) a judge model on the request; its call is
-                                    scanned and guarded as a client's (privacy.on_pii)
     privacy     PIIScan             which kinds of personal data the request carries
+    moderation  SelfCheckStage      (optional) a judge model on the request; a request with
+                                    personal data is judged locally or not at all
     route       Experiments         an experiment's name becomes its variant's model (before the
                                     router, which may own the variant's model name)
                 Router              rules -> targets for router names (`auto`)
@@ -54,7 +54,13 @@ from thrifty.gateway.metrics import Metrics
 from thrifty.gateway.moderation import Moderation, build_self_check
 from thrifty.gateway.pii import PIIDetector
 from thrifty.gateway.pipeline import Gateway
-from thrifty.gateway.privacy import GuardedCaller, PIIScan, PrivacyGuard
+from thrifty.gateway.privacy import (
+    GuardedCaller,
+    GuardedCheck,
+    PIIScan,
+    PrivacyGuard,
+    unscanned_model_name,
+)
 from thrifty.gateway.route import ModelRoute
 from thrifty.gateway.router import Router
 from thrifty.gateway.shadow import Shadow
@@ -149,11 +155,13 @@ def build_gateway(settings: Settings, registry: Registry, metrics: Metrics) -> G
     experiments = Experiments(settings.experiments, registry, router.models)
     review = ReviewQueue(settings.database_url)
     moderation = Moderation(settings.moderation, review=review.add)
-    pii_scan = PIIScan(detector, settings.privacy, frozenset(registry.names()) | router.models)
-    privacy_guard = PrivacyGuard(settings.privacy, registry, detector)
-    # the judge reads the client's text: it goes where privacy.on_pii lets that text go
-    judge_caller = GuardedCaller(caller, pii_scan, privacy_guard)
+    served = frozenset(registry.names()) | router.models
+    pii_scan = PIIScan(detector, settings.privacy, served)
+    # the judge reads the client's text: personal data keeps it local (or leaves it out)
+    judge_caller = GuardedCaller(caller, pii_scan, settings.privacy, registry)
     self_check = build_self_check(settings, judge_caller, registry, moderation)
+    if self_check is not None:
+        self_check.check = GuardedCheck(self_check.check)
     limiter = build_limiter(settings.limits, PriceEstimate(prices, settings.costs.cny_per_usd))
     cache = ResponseCache(settings.cache, metrics, home=settings.home)
     capture = build_capture(settings, detector, on_drop=dropped(SampleLog.name))
@@ -162,12 +170,12 @@ def build_gateway(settings: Settings, registry: Registry, metrics: Metrics) -> G
         Admit(registry, router.models),
         Guard(settings.limits),
         moderation,
-        self_check,
         pii_scan,
+        self_check,  # after the scan: its judge must know what the request carries
         experiments,
         router,
         ModelRoute(registry, router.models),
-        privacy_guard,
+        PrivacyGuard(settings.privacy, registry, detector),
         ScopeTargets(router.models),
         Capabilities(),
         shadow if shadow.enabled else None,  # samples auto requests; labels them when finished
@@ -176,7 +184,11 @@ def build_gateway(settings: Settings, registry: Registry, metrics: Metrics) -> G
         capture,
         ColdStart(),  # the local model's load time, into the answer's headers
     ]
-    recorders: list[Callable[[RequestContext], None]] = [request_log.append, metrics.observe]
+    recorders: list[Callable[[RequestContext], None]] = [
+        unscanned_model_name(detector, served),  # first: every record reads ctx.model
+        request_log.append,
+        metrics.observe,
+    ]
     if settings.auth.audit_requests:
         recorders.append(audit.record)
     tracer, exporter, log_line = build_telemetry(settings.telemetry)

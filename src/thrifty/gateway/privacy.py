@@ -17,15 +17,16 @@ Two stages around the routing stages:
   local whatever `on_pii` says (or refused, under `reject`).
 
 The gateway's own model calls that carry a client's text (the moderation self-check's judge) go
-through `GuardedCaller`: the same scan and the same guard, so a judge named on a cloud sees the
-masked text, or is answered by the local model, as `on_pii` says.
+through `GuardedCaller`: the same scan and the same guard, so a judge named on a cloud never
+reads personal data: the local model judges such a request, or no model does.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -49,7 +50,15 @@ from thrifty.gateway.stage import Stage
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["GuardedCaller", "PIIScan", "PrivacyGuard", "StreamRestorer", "unmask_payload"]
+__all__ = [
+    "GuardedCaller",
+    "GuardedCheck",
+    "PIIScan",
+    "PrivacyGuard",
+    "StreamRestorer",
+    "unmask_payload",
+    "unscanned_model_name",
+]
 _FAIL_CLOSED = frozenset({UNSCANNABLE, SCAN_FAILED})
 
 
@@ -101,6 +110,23 @@ def scan_kinds(
     if result.unscannable and unscannable == "local":
         found.add(UNSCANNABLE)
     return found
+
+
+def unscanned_model_name(
+    detector: PIIDetector, known: frozenset[str]
+) -> Callable[[RequestContext], None]:
+    """A recorder that runs before the others (request log, audit, JSON log, trace): a request
+    that ended before the scan (unreadable, unauthenticated, too large, blocked by moderation)
+    asked for a model name nobody read; one carrying personal data is not kept as written."""
+
+    def check(ctx: RequestContext) -> None:
+        model = ctx.model
+        if model in known or ctx.pii or not model:
+            return  # a served name, or one the scan read (and redacted when it had to)
+        if detector.kinds_in(model):
+            ctx.model = redact(detector, model)
+
+    return check
 
 
 class PrivacyGuard(Stage):
@@ -177,26 +203,50 @@ def unmask_payload(payload: dict[str, Any], mapping: dict[str, str]) -> None:
     unmask_tree(payload, mapping)
 
 
-class GuardedCaller(Caller):
-    """A caller for the gateway's own calls that carry a client's text (the self-check judge):
-    each request is scanned and held to `privacy.on_pii` as a client's is, before it leaves.
+# The kinds the client's request carries, while its self-check runs (`GuardedCheck`).
+_CLIENT_PII: ContextVar[frozenset[str]] = ContextVar("thrifty_client_pii", default=frozenset())
 
-    It shares the gateway caller's circuit breakers and retries. A whole answer comes back with
-    the masked values restored; a streamed one keeps the placeholders.
+
+class GuardedCheck:
+    """Wraps a self-check (`SelfCheck`): while it runs, its calls through `GuardedCaller` know
+    what personal data the client's request carries."""
+
+    def __init__(self, check: Callable[[str, RequestContext], Awaitable[str | None]]) -> None:
+        self.check = check
+
+    async def __call__(self, text: str, ctx: RequestContext) -> str | None:
+        token = _CLIENT_PII.set(ctx.pii)
+        try:
+            return await self.check(text, ctx)
+        finally:
+            _CLIENT_PII.reset(token)
+
+
+class GuardedCaller(Caller):
+    """A caller for the gateway's own calls that carry a client's text (the self-check judge).
+
+    Each request is scanned, and carries whatever the client's request carried (its text is the
+    client's, joined so that a value split across two messages no longer shows as split). With
+    personal data it is answered locally or not at all: `on_pii: mask` keeps it local too (no
+    masking of a judge's text), `reject` and a missing local model leave the judge out (the
+    check then lets the request through, as when its judge is down), `allow` lets it go.
+    It shares the gateway caller's circuit breakers and retries.
     """
 
-    def __init__(self, caller: Caller, scan: PIIScan, guard: PrivacyGuard) -> None:
+    def __init__(
+        self, caller: Caller, scan: PIIScan, settings: PrivacySettings, registry: Registry
+    ) -> None:
         super().__init__(caller.breakers, caller.retries, on_retry=caller.on_retry)
         self.sleep = caller.sleep
         self.scan = scan
-        self.guard = guard
+        on_pii = "local" if settings.on_pii == "mask" else settings.on_pii
+        self.guard = PrivacyGuard(
+            settings.model_copy(update={"on_pii": on_pii}), registry, scan.detector
+        )
 
     async def complete(self, ctx: RequestContext) -> Reply:
         await self._guard(ctx)
-        reply = await super().complete(ctx)
-        if ctx.pii_mapping:
-            unmask_payload(reply.payload, ctx.pii_mapping)
-        return reply
+        return await super().complete(ctx)
 
     async def stream(
         self, ctx: RequestContext, stats: StreamStats
@@ -205,5 +255,7 @@ class GuardedCaller(Caller):
         return await super().stream(ctx, stats)
 
     async def _guard(self, ctx: RequestContext) -> None:
+        ctx.mask_pii = False
         await self.scan.on_request(ctx)
+        ctx.pii |= _CLIENT_PII.get()
         await self.guard.on_request(ctx)
