@@ -21,7 +21,8 @@ arg = $(if $(filter command line,$(origin $(2))),$(1) $($(2)))
 # every test that reads or writes the store directly, or checks what a server stored
 PG_TESTS := tests/store tests/auth tests/batches tests/console tests/telemetry tests/routing \
   tests/experiments tests/deepseek/test_distill_reasoning.py tests/e2e/test_distill_capture.py \
-  tests/e2e/test_embeddings.py tests/e2e/test_privacy_corpus.py tests/e2e/test_replicas.py \
+  tests/e2e/test_embeddings.py tests/e2e/test_privacy_corpus.py tests/e2e/test_privacy_vectors.py \
+  tests/e2e/test_replicas.py \
   tests/e2e/test_store_restart.py tests/e2e/test_workers.py tests/evals/test_eval_runs.py \
   tests/evals/test_eval_report.py tests/moderation/test_review_queue.py \
   tests/moderation/test_moderation_http.py tests/train/test_collect.py tests/api/test_errors.py \

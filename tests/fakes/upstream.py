@@ -18,7 +18,9 @@ Run it on its own::
 Endpoints: ``POST /v1/chat/completions`` and ``POST /v1/completions`` (stream or not; usage with
 DeepSeek's ``prompt_cache_hit_tokens`` / ``prompt_cache_miss_tokens``, where a message prefix seen
 in an earlier request counts as hits; the answer names the length of the last user message, so
-tests can tell answers apart), ``GET /v1/models``, ``GET /health``.
+tests can tell answers apart), ``POST /v1/embeddings`` (a small vector per input),
+``GET /v1/models``, ``GET /health``. ``GET /_stats`` also lists the headers of the last model
+calls.
 
 With ``--flavor deepseek-v4`` (``start_upstream(flavor="deepseek-v4")``) it behaves like DeepSeek's
 API since V4: it knows only ``deepseek-v4-flash`` and ``deepseek-v4-pro`` (any other model name is
@@ -225,12 +227,14 @@ class FakeUpstreamApp:
         self.fault = Fault.parse({"mode": mode})
         self.requests = 0
         self.bodies: deque[Any] = deque(maxlen=_KEPT_BODIES)
+        self.headers: deque[dict[str, str]] = deque(maxlen=_KEPT_BODIES)  # of model calls
         self._prefixes: set[int] = set()  # hashes of message prefixes seen: the "prompt cache"
         self._created = int(time.time())
         self.answers: dict[str, str] = {}  # question -> canned answer (POST /_answers)
         self._routes: dict[tuple[str, str], Callable[[Receive, Send], Awaitable[None]]] = {
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/v1/completions"): self._completions,
+            ("POST", "/v1/embeddings"): self._embeddings,
             ("GET", "/v1/models"): self._models,
             ("GET", "/health"): self._health,
             ("POST", "/_fault"): self._set_fault,
@@ -243,6 +247,10 @@ class FakeUpstreamApp:
         if scope["type"] != "http":
             return
         handler = self._routes.get((scope["method"], scope["path"]))
+        if scope["path"].startswith("/v1/") and scope["method"] == "POST":
+            self.headers.append(
+                {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            )
         if handler is None:
             message = f"no route {scope['method']} {scope['path']}"
             await _respond(send, 404, _error_body(message, "invalid_request_error", "not_found"))
@@ -274,6 +282,7 @@ class FakeUpstreamApp:
         stats = {
             "requests": self.requests,
             "bodies": list(self.bodies),
+            "headers": list(self.headers),
             "fault": asdict(self.fault),
         }
         await _respond(send, 200, orjson.dumps(stats))
@@ -281,6 +290,7 @@ class FakeUpstreamApp:
     async def _reset(self, receive: Receive, send: Send) -> None:
         self.requests = 0
         self.bodies.clear()
+        self.headers.clear()
         self._prefixes.clear()
         await _respond(send, 200, b'{"reset":true}')
 
@@ -307,6 +317,39 @@ class FakeUpstreamApp:
 
     async def _health(self, receive: Receive, send: Send) -> None:
         await _respond(send, 200, b'{"status":"ok"}')
+
+    async def _embeddings(self, receive: Receive, send: Send) -> None:
+        """Record the body; one small vector per input (its length), float."""
+        raw = await _read_body(receive)
+        self.requests += 1
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        self.bodies.append(body if body is not None else raw.decode("utf-8", "replace"))
+        given = body.get("input") if isinstance(body, dict) else None
+        if given is None:
+            await _respond(
+                send, 400, _error_body("input is required", "invalid_request_error", "no_input")
+            )
+            return
+        inputs = (
+            given
+            if isinstance(given, list) and given and not isinstance(given[0], int)
+            else [given]
+        )
+        data = [
+            {"object": "embedding", "index": i, "embedding": [float(len(str(x))), 1.0, 0.0, 0.0]}
+            for i, x in enumerate(inputs)
+        ]
+        tokens = sum(estimate_tokens(str(x)) for x in inputs)
+        answer = {
+            "object": "list",
+            "data": data,
+            "model": body.get("model", self.model_name),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        await _respond(send, 200, orjson.dumps(answer))
 
     # -- completions -----------------------------------------------------------------------------
 
