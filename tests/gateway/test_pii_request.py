@@ -184,6 +184,13 @@ def test_unscannable_content(part: dict[str, Any], unscannable: bool) -> None:
     assert is_unscannable(body) is unscannable
 
 
+def test_a_schema_type_union_is_scanned_not_failed(detector: PIIDetector) -> None:
+    """`"type": ["string", "null"]` (valid JSON schema) is not a part type to look up."""
+    body = chat(tools=[tool(param={"type": ["string", "null"], "description": ID})])
+    assert is_unscannable(body) is False
+    assert scan_request(detector, body).kinds
+
+
 def test_a_body_nested_thousands_deep_is_walked_without_recursion() -> None:
     deep: Any = PHONE
     for _ in range(5000):

@@ -249,7 +249,8 @@ def is_unscannable(body: Any) -> bool:
     while stack:
         value = stack.pop()
         if isinstance(value, Mapping):
-            if value.get("type") in _UNSCANNABLE_PARTS:
+            kind = value.get("type")  # a JSON schema's type may be a list: unhashable
+            if isinstance(kind, str) and kind in _UNSCANNABLE_PARTS:
                 return True
             stack.extend(value.values())
         elif isinstance(value, list | tuple):
@@ -317,7 +318,8 @@ def _scan_texts(
             if len(text) >= _SHORTEST_NUMBER:
                 texts.append((text, True))
         elif isinstance(value, Mapping):
-            if value.get("type") in _UNSCANNABLE_PARTS:
+            kind = value.get("type")  # a JSON schema's type may be a list: unhashable
+            if isinstance(kind, str) and kind in _UNSCANNABLE_PARTS:
                 unscannable = True
             children = []
             for k, child in value.items():
