@@ -7,9 +7,11 @@ path that could carry a request's text is exercised by every request. Under `pri
 local` and `mask`, each vector below (every endpoint: chat, legacy completions, embeddings,
 Anthropic messages, a batch) must leave no value in anything the cloud received, in any form: as
 written, NFKC-folded, with separators squeezed out, percent- or entity-decoded, or base64-decoded
-(two layers). Nor may a value reach the request log, the audit log, the captured samples, the
-traces or the log. Clean controls on each endpoint must reach the cloud, so the recording is
-known to work.
+(two layers). The same holds for `auto` requests whose local answer fails (a fallback to the
+cloud), fails a cascade's check (an escalation) or is shadowed, with no pii-local rule: the
+privacy guard alone must hold. Nor may a value reach the request log, the audit log, the captured
+samples, the traces or the log. Clean controls on each endpoint and path must reach the cloud, so
+the recording is known to work.
 """
 
 from __future__ import annotations
@@ -232,6 +234,24 @@ def config(cloud: FakeUpstream, local: FakeUpstream, otlp: str, on_pii: str) -> 
         "distill": {"capture_tenants": ["*"]},
         "telemetry": {"otlp_endpoint": otlp, "log_format": "json"},
         "batches": {"clock": "now", "poll_s": 0.1},
+        # `auto`: a cascade that escalates to the cloud, a fallback to it, a shadow of every
+        # request; no pii-local rule, so the privacy guard alone keeps the cloud out
+        "router": {
+            "cloud": CLOUD,
+            "rules": [
+                {
+                    "name": "cascade",
+                    "when": {"header": {"x-route": "cascade"}},
+                    "target": {
+                        "cascade": ["local", CLOUD],
+                        "checks": ["labels"],
+                        "labels": ["yes"],
+                    },
+                },
+                {"name": "fallback", "target": ["local", CLOUD]},
+            ],
+            "shadow": {"sample": 1.0, "max_usd_per_day": 1.0},
+        },
         "upstreams": [
             {
                 "name": "cloud",
@@ -288,6 +308,28 @@ def test_no_vector_reaches_the_cloud(
         # kept local, masked or refused with a clear 4xx (the local fake takes no images and
         # no token ids): never a 500
         assert all(status != 500 for status in statuses.values()), statuses
+
+        # a local failure falls back to the cloud, a failed check escalates to it, and every
+        # `auto` request is shadowed on the other target: with the values, the cloud sees none
+        cloud.reset()
+        asked = {"model": "auto", "messages": [user(f"my phone is {PHONE}")]}
+        clean = {"model": "auto", "messages": [user("control-route: hello")]}
+        local.set_mode("http500")
+        fallback = [client.post("/chat/completions", json=body) for body in (asked, clean)]
+        local.set_mode("ok")
+        cascade = [
+            client.post("/chat/completions", json=body, headers={"x-route": "cascade"})
+            for body in (asked, clean)
+        ]
+        time.sleep(1.0)  # shadows run after the answer
+        assert [r.status_code for r in fallback[1:] + cascade[1:]] == [200, 200]
+        assert fallback[1].headers["x-thrifty-route"] == CLOUD  # the clean one did fall back
+        assert "cascade: local failed labels" in cascade[1].headers["x-thrifty-reason"]
+        assert "control-route" in json.dumps(received(cloud))
+        assert leaked(received(cloud)) == []
+        if on_pii == "local":
+            assert fallback[0].status_code == 502  # local failed; the cloud was not an option
+            assert cascade[0].headers["x-thrifty-route"] == "local"
 
         # a batch: its lines go through the same gateway
         cloud.reset()
