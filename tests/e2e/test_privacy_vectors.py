@@ -92,6 +92,9 @@ VECTORS: dict[str, tuple[str, dict[str, Any]]] = {
         user([{"type": "text", "text": "phone 1381"}, {"type": "text", "text": "2345678 ok"}])
     ),
     "split across messages": chat(user("my id is 110105199"), user("003071239, thanks")),
+    "cut into three parts": chat(
+        user([{"type": "text", "text": t} for t in ("值 138", "1234", "5678 好")])
+    ),
     "image url query": chat(
         user([{"type": "image_url", "image_url": {"url": f"https://x.test/a.png?m={PHONE}"}}])
     ),
@@ -202,8 +205,10 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 def leaked(received: Any, values: list[str] = ALL) -> list[str]:
-    """The values found anywhere in `received`, in any of the forms above."""
-    forms = [form for text in _strings(received) for form in _decoded(text)]
+    """The values found anywhere in `received`, in any of the forms above, its strings read one
+    by one and all joined (a value cut into pieces that still arrive side by side)."""
+    texts = list(_strings(received))
+    forms = [form for text in [*texts, "".join(texts)] for form in _decoded(text)]
     squeezed = [_SEPARATORS.sub("", form) for form in forms]
     found = []
     for value in values:

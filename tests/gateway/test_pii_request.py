@@ -405,3 +405,25 @@ def test_token_ids_are_unscannable(
     """Token ids are text in the upstream's tokenizer, which the gateway does not have."""
     assert scan_request(detector, body).unscannable is unscannable
     assert is_unscannable(body) is unscannable
+
+
+@pytest.mark.parametrize(
+    "pieces", [("值 138", "1234", "5678 好"), ("id 110105", "19900307", "1239")]
+)
+def test_a_value_cut_into_three_strings_is_found_and_kept_local_under_mask(
+    detector: PIIDetector, pieces: tuple[str, ...]
+) -> None:
+    """Masking replaces values split across two strings; one cut into three is found by the
+    scan but not masked, so the guard keeps the request local (fails closed)."""
+    body = chat(
+        messages=[{"role": "user", "content": [{"type": "text", "text": p} for p in pieces]}]
+    )
+    assert scan_request(detector, body).kinds
+    ctx = RequestContext("chat", body, "cloud", False)
+    asyncio.run(PIIScan(detector).on_request(ctx))
+    registry = Registry()
+    registry.add(["local"], Target("local", object(), "local"))  # type: ignore[arg-type]
+    cloud = Target("cloud", object(), "c", upstream="cloud")  # type: ignore[arg-type]
+    ctx.targets = [cloud]
+    asyncio.run(PrivacyGuard(PrivacySettings(on_pii="mask"), registry, detector).on_request(ctx))
+    assert [t.route for t in ctx.targets] == ["local"] and ctx.body == body

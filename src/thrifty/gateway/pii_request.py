@@ -286,7 +286,9 @@ def scan_request(
         if not verbatim:
             if previous is not None:
                 found |= {f.kind for f in _boundary_findings(detector, previous, text)}
-            previous = text
+            # what comes before the next boundary: a short text carries the one before it, so
+            # a value cut into three strings or more ("138" "1234" "5678") is still whole there
+            previous = text if len(text) >= _BOUNDARY else (previous or "")[-_BOUNDARY:] + text
     return result
 
 
