@@ -33,7 +33,18 @@ class Reassembler:
     def add(self, chunk: dict[str, Any]) -> None:
         if not self.head:
             self.head = {k: chunk[k] for k in ("id", "created", "model") if k in chunk}
-        for choice in chunk.get("choices") or ():
+        choices = chunk.get("choices")
+        if type(choices) is list and len(choices) == 1:  # most chunks: one choice's next text
+            choice = choices[0]
+            delta = choice.get("delta") if type(choice) is dict else None
+            if type(delta) is dict and len(delta) == 1 and choice.get("finish_reason") is None:
+                text = delta.get("content")
+                state = self.choices.get(choice.get("index", 0))
+                if type(text) is str and state is not None and "content" in state.parts:
+                    if text:
+                        state.parts["content"].append(text)
+                    return
+        for choice in choices or ():
             if not isinstance(choice, dict):
                 continue
             state = self.choices.setdefault(choice.get("index", 0), _Choice())

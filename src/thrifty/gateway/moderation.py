@@ -245,10 +245,21 @@ class StreamGuard:
         return [{**self.head, "choices": choices}] if choices else []
 
     def _feed(self, index: int, text: str, final: bool) -> str:
-        buffer = self.held.pop(index, "") + text
+        held = self.held.pop(index, "")
+        buffer = held + text if held else text
         before = self.before.get(index, " ")
         hits = self.matcher.scan(buffer, before)
         cut = len(buffer) if final else len(buffer) - self.matcher.holdback.pending(buffer, before)
+        if hits:
+            return self._feed_hits(index, buffer, cut, hits, final)
+        if cut < len(buffer):  # the common case: no term, only a possible start of one waits
+            self.held[index] = buffer[cut:]
+            buffer = buffer[:cut]
+        if buffer:
+            self.before[index] = buffer[-1]
+        return buffer
+
+    def _feed_hits(self, index: int, buffer: str, cut: int, hits: list[Hit], final: bool) -> str:
         # a blocked term is refused as soon as it is whole and the character after it is known
         settled = [
             h for h in hits if h.start < cut or (h.list.action == "block" and h.end < len(buffer))

@@ -55,6 +55,10 @@ class TextFirst:
         choices = chunk.get("choices")
         if not isinstance(choices, list) or not choices:
             return chunk  # the usage chunk, or something of the server's own: as it came
+        if len(choices) == 1 and not self._roles:  # most chunks: one choice, no role waiting
+            only = choices[0]
+            if not isinstance(only, dict) or carries_something(only):
+                return chunk
         kept = []
         changed = False
         for choice in choices:
