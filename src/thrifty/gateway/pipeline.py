@@ -325,10 +325,14 @@ def _event(data: bytes, ctx: RequestContext) -> Chunk:
     if not isinstance(chunk, dict):
         raise UpstreamError(f"{ctx.route} sent a stream event that is not an object")
     choices = chunk.get("choices")
-    if choices is not None and (
-        type(choices) is not list or not all(type(c) is dict for c in choices)
-    ):
-        raise UpstreamError(f"{ctx.route} sent a stream event whose choices are not objects")
+    if choices is not None:
+        if type(choices) is not list:
+            raise UpstreamError(f"{ctx.route} sent a stream event whose choices are not a list")
+        for choice in choices:  # a loop, not all(<generator>): it runs for every event
+            if type(choice) is not dict:
+                raise UpstreamError(
+                    f"{ctx.route} sent a stream event whose choices are not objects"
+                )
     return chunk
 
 
