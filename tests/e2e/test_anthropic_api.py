@@ -211,6 +211,7 @@ def test_an_upstream_spoken_to_in_anthropics_api(server: ThriftyServer) -> None:
             model="claude-small",
             messages=[{"role": "user", "content": "Say hi"}],
             max_tokens=8,
+            temperature=0,
             stream=True,
             stream_options={"include_usage": True},
         )

@@ -80,7 +80,7 @@ def test_chinese_prompt(client: openai.OpenAI) -> None:
 
 def test_completions_endpoint(client: openai.OpenAI) -> None:
     answer = client.completions.create(
-        model="local", prompt="The capital of France is", max_tokens=8
+        model="local", prompt="The capital of France is", max_tokens=8, temperature=0
     )
     assert answer.choices[0].text.strip()
 
@@ -105,7 +105,7 @@ def test_cloud_alias_is_forwarded(
 
 def test_cloud_alias_streams(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
-        model="deepseek-chat", messages=FRANCE, max_tokens=24, stream=True
+        model="deepseek-chat", messages=FRANCE, max_tokens=24, temperature=0, stream=True
     )
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text.strip()
