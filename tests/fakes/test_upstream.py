@@ -99,6 +99,15 @@ def test_completions_endpoint(client: openai.OpenAI) -> None:
     assert "".join(c.choices[0].text for c in stream) == answer.choices[0].text
 
 
+def test_embeddings_and_the_recorded_headers(client: openai.OpenAI, upstream: FakeUpstream) -> None:
+    result = client.embeddings.create(model="fake-embedder", input=["a", "bcd"])
+    assert [len(d.embedding) for d in result.data] == [4, 4]
+    assert result.data[1].embedding[0] == 3.0  # the input's length: answers tell inputs apart
+    stats = upstream.stats()
+    assert stats["bodies"][-1]["input"] == ["a", "bcd"]
+    assert stats["headers"][-1]["content-type"] == "application/json"
+
+
 def test_models_and_health(client: openai.OpenAI, upstream: FakeUpstream) -> None:
     assert [m.id for m in client.models.list()] == ["fake-chat"]
     assert httpx.get(upstream.root + "/health").json() == {"status": "ok"}
