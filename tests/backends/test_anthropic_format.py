@@ -66,6 +66,10 @@ def test_request_with_system_turns_tools_and_results() -> None:
     assert out["messages"][3] == {"role": "tool", "tool_call_id": "toolu_1", "content": "晴, 20°C"}
 
 
+ONE_TURN = {"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+IMAGE_AS_TEXT = {"type": "image", "source": "http://127.0.0.1/a.png"}
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
@@ -83,6 +87,13 @@ def test_request_with_system_turns_tools_and_results() -> None:
                 "tool_choice": {"type": "maybe"},
             },
             "tool_choice",
+        ),
+        # wrong types that used to raise AttributeError / TypeError (a 500)
+        ({**ONE_TURN, "metadata": "u"}, "metadata"),
+        ({**ONE_TURN, "tools": 5}, "tools"),
+        (
+            {**ONE_TURN, "messages": [{"role": "user", "content": [IMAGE_AS_TEXT]}]},
+            "messages.0.content.0",
         ),
     ],
 )

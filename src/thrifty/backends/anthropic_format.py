@@ -72,7 +72,7 @@ def _text_of(content: Any, where: str) -> str:
 
 
 def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
-    source = block.get("source") or {}
+    source: dict[str, Any] = block["source"] if isinstance(block.get("source"), dict) else {}
     if source.get("type") == "base64":
         url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
     elif source.get("type") == "url":
@@ -195,10 +195,13 @@ def to_openai(body: dict[str, Any]) -> dict[str, Any]:
             out[key] = body[key]
     if body.get("stop_sequences"):
         out["stop"] = body["stop_sequences"]
-    user = (body.get("metadata") or {}).get("user_id")
-    if user:
-        out["user"] = str(user)
-    tools = body.get("tools")
+    metadata, tools = body.get("metadata") or {}, body.get("tools") or []
+    if not isinstance(metadata, dict):
+        raise InvalidRequest("metadata must be an object", param="metadata")
+    if not isinstance(tools, list):
+        raise InvalidRequest("tools must be a list of tools", param="tools")
+    if metadata.get("user_id"):
+        out["user"] = str(metadata["user_id"])
     if tools:
         converted = []
         for i, tool in enumerate(tools):
