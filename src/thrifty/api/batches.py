@@ -21,15 +21,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from thrifty.api.body import read_json_object
+from thrifty.api.body import read_json_object, validation_error
 from thrifty.api.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from thrifty.api.responses import error_response, json_response
 from thrifty.backends.base import Endpoint
@@ -59,6 +59,18 @@ ENDPOINTS: dict[str, Endpoint] = {
 }
 WINDOWS = {"24h": 24 * 3600.0}
 _STEP = timedelta(minutes=1)  # price windows start on a minute (HH:MM)
+
+
+class BatchRequest(BaseModel):
+    """The body of `POST /v1/batches` (other fields are ignored, as OpenAI's extensions are)."""
+
+    input_file_id: str = Field(min_length=1, description="The id of an uploaded batch file.")
+    endpoint: Literal["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
+    completion_window: Literal["24h"]
+    metadata: dict[str, Any] | None = None
+    x_thrifty: dict[str, Any] | None = Field(
+        None, description='{"start": "now"}: run at once, not in the cheapest price window.'
+    )
 
 
 def parse_jsonl(content: str, max_lines: int) -> tuple[list[dict[str, Any]], list[str]]:
@@ -257,20 +269,14 @@ class BatchService:
         try:
             tenant, key = self._caller(request)
             body = await read_json_object(request, 1_000_000)
-            endpoint = body.get("endpoint")
-            if endpoint not in SCHEMAS:
-                raise InvalidRequest(
-                    f"endpoint must be one of {', '.join(SCHEMAS)}", param="endpoint"
-                )
-            window = body.get("completion_window")
-            if window not in WINDOWS:
-                raise InvalidRequest("completion_window must be 24h", param="completion_window")
-            metadata = body.get("metadata")
-            if metadata is not None and not isinstance(metadata, dict):
-                raise InvalidRequest("metadata must be an object", param="metadata")
-            file_id = body.get("input_file_id")
+            try:
+                asked = BatchRequest.model_validate(body)
+            except ValidationError as exc:
+                raise validation_error(exc) from None
+            endpoint, window, metadata = asked.endpoint, asked.completion_window, asked.metadata
+            file_id = asked.input_file_id
             st = self._st()
-            content = await self._db(lambda: st.file_content(str(file_id), tenant))
+            content = await self._db(lambda: st.file_content(file_id, tenant))
             if content is None:
                 raise NotFound(f"no file {file_id}", param="input_file_id")
             items, problems = parse_jsonl(content, self.settings.max_lines)
@@ -294,7 +300,7 @@ class BatchService:
                     tenant=tenant,
                     key_id=key.key_id if key is not None else None,
                     endpoint=endpoint,
-                    input_file_id=str(file_id),
+                    input_file_id=file_id,
                     completion_window=window,
                     window_s=WINDOWS[window],
                     not_before=not_before,
@@ -314,7 +320,7 @@ class BatchService:
     ) -> tuple[float, str]:
         """When the batch may start, and the window in words (the cost report shows it)."""
         now = datetime.now(UTC)
-        asked = (body.get("x_thrifty") or {}).get("start") if isinstance(body, dict) else None
+        asked = (body.get("x_thrifty") or {}).get("start")  # an object: BatchRequest checked
         models = {str(line.body.get("model") or self.rt.settings.default_model) for line in lines}
         clouds = []
         endpoint = ENDPOINTS.get(str(body.get("endpoint")), "chat")
