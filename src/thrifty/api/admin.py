@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from thrifty.api.app import Runtime
 
 
+_MAX_COUNT = 2**63 - 1  # the store's integers are 64-bit
+_MAX_USD = Decimal(10**9)  # as nano-USD, well inside 64 bits
+
+
 class KeyRequest(BaseModel):
     """The body of POST /admin/keys (the same options as `thrifty keys create`)."""
 
@@ -43,10 +47,10 @@ class KeyRequest(BaseModel):
     tenant: str = Field(min_length=1)
     role: Role = "user"
     models: list[str] | None = Field(None, description="Model names the key may use; all if unset.")
-    rpm: int | None = Field(None, ge=0)
-    tpm: int | None = Field(None, ge=0)
-    daily_tokens: int | None = Field(None, ge=0)
-    daily_usd: Decimal | None = Field(None, ge=0)
+    rpm: int | None = Field(None, ge=0, le=_MAX_COUNT)
+    tpm: int | None = Field(None, ge=0, le=_MAX_COUNT)
+    daily_tokens: int | None = Field(None, ge=0, le=_MAX_COUNT)
+    daily_usd: Decimal | None = Field(None, ge=0, le=_MAX_USD, allow_inf_nan=False)
     expires: str | None = Field(None, description="30d, 12h, … from now, or an ISO date.")
     tags: list[str] = Field(default_factory=list)
 
