@@ -81,7 +81,7 @@ class Sessions:
         if not cookie or cookie.count(".") != 2:
             return None
         key_id, expires, signature = cookie.split(".")
-        if not hmac.compare_digest(signature, self._sign(f"{key_id}.{expires}")):
+        if not same(signature, self._sign(f"{key_id}.{expires}")):
             return None
         if not expires.isdigit() or int(expires) <= now:
             return None
@@ -201,7 +201,7 @@ class Console:
             return RedirectResponse(f"/console/login?lang={lang}", 303)
         form = await self._form(request)
         token = self.sessions.csrf(request.cookies.get(COOKIE))
-        if not hmac.compare_digest(form.get("csrf", ""), token):
+        if not same(form.get("csrf", ""), token):
             return Response("missing or wrong CSRF token", 403, media_type="text/plain")
         assert key is None or isinstance(key, KeyPolicy)
         view = View(self.rt, lang, key, 0.0, "", "/console/privacy", token)
@@ -255,6 +255,12 @@ class Console:
         response = RedirectResponse(f"/console/login?lang={_lang(request)}", 303)
         response.delete_cookie(COOKIE, path="/console", httponly=True, samesite="strict")
         return response
+
+
+def same(given: str, expected: str) -> bool:
+    """A constant-time comparison that any text may reach (compare_digest refuses non-ASCII
+    str, and a cookie or a form field can hold anything)."""
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode())
 
 
 def _lang(request: Request) -> str:
