@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -159,3 +160,52 @@ def test_media_the_local_model_cannot_take_is_400(
     response = call(app, "POST", CHAT, json={"model": model, "messages": messages})
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "unsupported_feature"
+
+
+@pytest.mark.parametrize(
+    ("change", "param"),
+    [
+        ({"completion_window": ["24h"]}, "completion_window"),  # unhashable: was a TypeError
+        ({"endpoint": {"/v1/chat/completions": 1}}, "endpoint"),
+        ({"input_file_id": {}}, "input_file_id"),
+        ({"x_thrifty": "now"}, "x_thrifty"),
+        ({"metadata": [1]}, "metadata"),
+    ],
+)
+def test_batch_fields_of_the_wrong_type_are_400(
+    app: Any, change: dict[str, Any], param: str
+) -> None:
+    body = {"input_file_id": "file-x", "endpoint": CHAT, "completion_window": "24h", **change}
+    response = call(app, "POST", "/v1/batches", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("change", "param"),
+    [({"rpm": 2**70}, "rpm"), ({"tpm": 2**63}, "tpm"), ({"daily_usd": 1e300}, "daily_usd")],
+)
+def test_key_limits_past_64_bits_are_400(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: dict[str, Any], param: str
+) -> None:
+    from thrifty.store.keys import KeySpec, KeyStore
+
+    monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
+    settings = Settings(home=tmp_path, local={"enabled": False})
+    tmp_path.mkdir(exist_ok=True)
+    with KeyStore(settings.database_url) as store:
+        _, secret = store.create(KeySpec("ops", role="admin"), "cli:test")
+    headers = {"authorization": f"Bearer {secret}"}
+    body = {"tenant": "t", **change}
+    response = call(build_app(settings), "POST", "/admin/keys", json=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+
+
+def test_a_console_cookie_or_token_of_any_text_is_just_wrong(tmp_path: Path) -> None:
+    from thrifty.api.console._app import Sessions, same
+
+    sessions = Sessions(tmp_path)
+    assert sessions.verify("k.99999999999.\xe9\xe9", time.time()) is None  # was a TypeError
+    assert not same("\xe9t\xe9", sessions.csrf("c"))
+    assert same(sessions.csrf("c"), sessions.csrf("c"))
