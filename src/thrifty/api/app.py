@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -35,7 +35,7 @@ from thrifty.api.responses import error_response, json_response
 from thrifty.api.usage import usage_endpoint
 from thrifty.backends import Registry, build_registry
 from thrifty.config import Settings
-from thrifty.errors import MethodNotAllowed, NotFound, ThriftyError
+from thrifty.errors import InvalidRequest, MethodNotAllowed, NotFound, ThriftyError
 from thrifty.gateway.build import build_gateway
 from thrifty.gateway.metrics import Metrics
 from thrifty.store.keys import KeyStore
@@ -178,6 +178,7 @@ def build_app(settings: Settings, registry: Registry | None = None) -> Starlette
         exception_handlers={
             ThriftyError: _thrifty_error,
             HTTPException: _http_error,
+            ClientDisconnect: _unexpected,
             Exception: _unexpected,
         },
     )
@@ -231,5 +232,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, ClientDisconnect):  # the body ended early: the client's doing, not ours
+        logger.info(
+            "%s %s: the client left before its body ended", request.method, request.url.path
+        )
+        return error_response(InvalidRequest("the request body ended before it was complete"))
     logger.exception("unhandled error on %s", request.url.path)
     return error_response(ThriftyError("internal error; see the server log"))
