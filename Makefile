@@ -26,7 +26,7 @@ PG_TESTS := tests/store tests/auth tests/batches tests/console tests/telemetry t
   tests/e2e/test_store_restart.py tests/e2e/test_workers.py tests/evals/test_eval_runs.py \
   tests/evals/test_eval_report.py tests/moderation/test_review_queue.py \
   tests/moderation/test_moderation_http.py tests/train/test_collect.py tests/api/test_errors.py \
-  tests/gateway/test_round_trip.py tests/autopilot/test_journal.py
+  tests/gateway/test_round_trip.py tests/autopilot/test_journal.py tests/api/test_robustness.py
 
 .PHONY: run test lint layers engine services clean help
 
