@@ -51,11 +51,11 @@ def decoded_tokens(text: str) -> Iterator[Token]:
     if len(text) < 12:
         return
     at = 0
-    while (match := _BASE64_NEXT.match(text, at)) is not None:
-        at = match.end()
-        text_of = _from_base64(match.group(1))
+    while (run := _BASE64_NEXT.match(text, at)) is not None:
+        at = run.end()
+        text_of = _from_base64(run.group(1))
         if text_of is not None:
-            yield match.start(1), at, text_of
+            yield run.start(1), at, text_of
 
 
 def _from_base64(token: str) -> str | None:
