@@ -40,7 +40,7 @@ test: $(VENV)/.test $(VENV)/.minilm engine services  ## install test deps, start
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(MAKE) --no-print-directory layers
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 	# again with the store on a real PostgreSQL server that the fixtures start: the tests that
 	# read or write the store (the whole suite twice would pass CI's half hour)
 	THRIFTY_TEST_DB=postgresql $(BIN)/python -m pytest $(PG_TESTS)
