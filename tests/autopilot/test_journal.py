@@ -195,3 +195,28 @@ def test_rollback_restores_the_previously_promoted_student(tmp_path: Path) -> No
         assert read_promotions(tmp_path) == [] and registered(tmp_path) == {}
         with pytest.raises(LookupError):
             rollback(tmp_path, journal, task)
+
+
+def test_per_tenant_tasks_split_the_traffic_and_see_only_their_tenants_samples(
+    tmp_path: Path,
+) -> None:
+    from thrifty.autopilot.tasks import discover, find, samples
+    from thrifty.config import AutopilotSettings
+
+    start = time.time() - 100
+    acme = _samples(6, start)
+    globex = [
+        Sample(f"g{i}", start + 50 + i, "globex", "deepseek-chat", "m", s.messages, f"G{i}")
+        for i, s in enumerate(_samples(4, start))
+    ]
+    url = _store(tmp_path, acme + globex)
+    pooled = discover(url, AutopilotSettings())
+    assert [(t.key, t.tenant, t.examples) for t in pooled] == [(TASK, None, 10)]
+    split = discover(url, AutopilotSettings(per_tenant=True))
+    assert [(t.label, t.examples) for t in split] == [(f"{TASK}@default", 6), (f"{TASK}@globex", 4)]
+    settings = AutopilotSettings(per_tenant=True)
+    globex_task = find(split, f"{TASK}@globex")
+    assert globex_task is not None and find(split, TASK) is None  # per tenant: name the tenant
+    assert [s.answer for s in samples(url, globex_task, settings)] == [f"G{i}" for i in range(4)]
+    only = discover(url, AutopilotSettings(per_tenant=True, tenants=["globex"]))
+    assert [t.label for t in only] == [f"{TASK}@globex"]  # autopilot.tenants limits the tasks
