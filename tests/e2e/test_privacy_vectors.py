@@ -126,6 +126,10 @@ VECTORS: dict[str, tuple[str, dict[str, Any]]] = {
     "full-width digits": chat(
         user("手机号 " + PHONE.translate({c: c + 0xFEE0 for c in range(48, 58)}))
     ),
+    "other scripts' digits": chat(
+        user("هاتف " + "".join(chr(0x0660 + int(c)) for c in PHONE)),  # Arabic-Indic
+        user("id " + "".join(chr(0x1D7CE + int(c)) for c in ID[:-1]) + ID[-1]),  # 𝟏𝟏𝟎…
+    ),
     "spaced and dashed": chat(user("phone 138 1234 5678, id 110105-19900307-1239")),
     "percent-encoded": chat(
         user(f"open https://crm.test/?e={quote(EMAIL)}&p=%31%33%38%31%32%33%34%35%36%37%38")

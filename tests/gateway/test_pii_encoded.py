@@ -1,5 +1,6 @@
 """Personal data in an encoding read at a glance (percent, character references, base64) is
-found, masked as the whole token and restored as written; clean tokens stay clean."""
+found, masked as the whole token and restored as written; clean tokens stay clean. Digits of
+other scripts are digits."""
 
 from __future__ import annotations
 
@@ -75,3 +76,21 @@ def test_a_masked_token_is_replaced_whole_and_restored_as_written(detector: PIID
     assert sent == "decode <PHONE_1> and open <EMAIL_1> please"
     assert scan_request(detector, masked).kinds == set()
     assert unmask(sent, mapping) == body["messages"][0]["content"]
+
+
+@pytest.mark.parametrize(
+    "zero", [0x0660, 0x0966, 0x1D7CE, 0x0E50]
+)  # Arabic-Indic, Devanagari, 𝟎, Thai
+def test_other_scripts_digits_are_read_as_digits(detector: PIIDetector, zero: int) -> None:
+    shown = "".join(chr(zero + int(c)) for c in PHONE)
+    text = f"电话 {shown}，谢谢"
+    assert [(f.kind, f.value) for f in detector.scan(text)] == [("phone", shown)]
+    masked, mapping = mask_request(detector, {"messages": [{"role": "user", "content": text}]})
+    assert masked["messages"][0]["content"] == "电话 <PHONE_1>，谢谢" and mapping == {
+        "<PHONE_1>": shown
+    }
+
+
+def test_list_markers_are_not_digits(detector: PIIDetector) -> None:
+    """Enclosed digits number lists: ①13812345678 is the first item, a phone."""
+    assert detector.kinds_in(f"联系方式：①{PHONE} ②暂无") == {"phone"}

@@ -45,22 +45,52 @@ Span = tuple[str, int, int]  # (kind, start, end) in folded == original offsets
 
 # --- full-width folding --------------------------------------------------------------------------
 
+# Every other character that is a digit 0-9 (Unicode 14's Nd, and the superscript and
+# subscript digits): other scripts' digits (Arabic-Indic ١٣٨, Devanagari १३८), mathematical
+# ones (𝟏𝟑𝟖). A model reads them as digits, so the scan must too. Not the enclosed ones
+# (①, ⑴, ⒈, ❶, 🄁): they number lists, and "①13812345678" folded would hide the phone in a
+# longer number. Runs of (first code point, its digit, length).
+# fmt: off
+_OTHER_DIGITS = (
+    (0x00B2, 2, 2), (0x00B9, 1, 1), (0x0660, 0, 10), (0x06F0, 0, 10), (0x07C0, 0, 10),
+    (0x0966, 0, 10), (0x09E6, 0, 10), (0x0A66, 0, 10), (0x0AE6, 0, 10), (0x0B66, 0, 10),
+    (0x0BE6, 0, 10), (0x0C66, 0, 10), (0x0CE6, 0, 10), (0x0D66, 0, 10), (0x0DE6, 0, 10),
+    (0x0E50, 0, 10), (0x0ED0, 0, 10), (0x0F20, 0, 10), (0x1040, 0, 10), (0x1090, 0, 10),
+    (0x1369, 1, 9), (0x17E0, 0, 10), (0x1810, 0, 10), (0x1946, 0, 10), (0x19D0, 0, 10),
+    (0x19DA, 1, 1), (0x1A80, 0, 10), (0x1A90, 0, 10), (0x1B50, 0, 10), (0x1BB0, 0, 10),
+    (0x1C40, 0, 10), (0x1C50, 0, 10), (0x2070, 0, 1), (0x2074, 4, 6), (0x2080, 0, 10),
+    (0xA620, 0, 10), (0xA8D0, 0, 10), (0xA900, 0, 10), (0xA9D0, 0, 10), (0xA9F0, 0, 10),
+    (0xAA50, 0, 10), (0xABF0, 0, 10), (0x104A0, 0, 10), (0x10A40, 1, 4), (0x10D30, 0, 10),
+    (0x10E60, 1, 9), (0x11052, 1, 9), (0x11066, 0, 10), (0x110F0, 0, 10), (0x11136, 0, 10),
+    (0x111D0, 0, 10), (0x112F0, 0, 10), (0x11450, 0, 10), (0x114D0, 0, 10), (0x11650, 0, 10),
+    (0x116C0, 0, 10), (0x11730, 0, 10), (0x118E0, 0, 10), (0x11950, 0, 10), (0x11C50, 0, 10),
+    (0x11D50, 0, 10), (0x11DA0, 0, 10), (0x16A60, 0, 10), (0x16AC0, 0, 10), (0x16B50, 0, 10),
+    (0x1D7CE, 0, 10), (0x1D7D8, 0, 10), (0x1D7E2, 0, 10), (0x1D7EC, 0, 10), (0x1D7F6, 0, 10),
+    (0x1E140, 0, 10), (0x1E2F0, 0, 10), (0x1E950, 0, 10), (0x1FBF0, 0, 10),
+)
+# fmt: on
 # U+FF01..U+FF5E are the full-width twins of ASCII 0x21..0x7E; U+3000 is the ideographic space.
 _FULLWIDTH_TABLE = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {
     0x3000: 0x20,
     0xFE6B: 0x40,  # small commercial at
     0xFF61: 0x2E,  # half-width ideographic full stop
 }
+_FULLWIDTH_TABLE |= {
+    start + i: 0x30 + digit + i for start, digit, count in _OTHER_DIGITS for i in range(count)
+}
 # Folding is worth its cost (it is slow on CJK text) only when a full-width digit, letter, '@',
-# '+' or '-' is present: the rest of full-width punctuation (，：？ in every Chinese prompt)
-# cannot be part of PII.
+# '+' or '-', or another script's digit is present: the rest of full-width punctuation (，：？ in
+# every Chinese prompt) cannot be part of PII.
 _FULLWIDTH_SIGNIFICANT = re.compile(
-    "[\uff0b\uff0d\uff0e\uff0f\uff10-\uff19\uff20-\uff3a\uff41-\uff5a\ufe6b\uff61]"
+    "[\uff0b\uff0d\uff0e\uff0f\uff10-\uff19\uff20-\uff3a\uff41-\uff5a\ufe6b\uff61"
+    + "".join(f"{chr(s)}-{chr(s + n - 1)}" for s, _, n in _OTHER_DIGITS)
+    + "]"
 )
 
 
 def fold_fullwidth(text: str) -> str:
-    """Translate full-width ASCII forms to ASCII, keeping every offset (a 1:1 mapping)."""
+    """Translate full-width ASCII forms, and every script's digits, to ASCII, keeping every
+    offset (a 1:1 mapping)."""
     if text.isascii() or _FULLWIDTH_SIGNIFICANT.search(text) is None:
         return text
     return text.translate(_FULLWIDTH_TABLE)
