@@ -155,7 +155,7 @@ def build_gateway(settings: Settings, registry: Registry, metrics: Metrics) -> G
     experiments = Experiments(settings.experiments, registry, router.models)
     review = ReviewQueue(settings.database_url)
     moderation = Moderation(settings.moderation, review=review.add)
-    served = frozenset(registry.names()) | router.models
+    served = frozenset(registry.names()) | router.models | frozenset(settings.experiments)
     pii_scan = PIIScan(detector, settings.privacy, served)
     # the judge reads the client's text: personal data keeps it local (or leaves it out)
     judge_caller = GuardedCaller(caller, pii_scan, settings.privacy, registry)
