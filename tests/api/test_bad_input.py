@@ -63,6 +63,13 @@ def tool(**function: Any) -> dict[str, Any]:
         ({"tools": [tool(name="f", parameters="not an object")]}, "tools.0.function.parameters"),
         ({"tools": ["lookup"]}, "tools.0"),
         ({"tools": [{"type": "browser"}]}, "tools.0"),
+        # unions: the client's path, no member names (was stop.str, messages.0.content.str)
+        ({"stop": 5}, "stop"),
+        ({"stop": ["a", 5]}, "stop.1"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+            "messages.0.content.0.text",
+        ),
     ],
 )
 def test_wrong_types_are_400(app: Any, extra: dict[str, Any], param: str) -> None:
@@ -209,3 +216,28 @@ def test_a_console_cookie_or_token_of_any_text_is_just_wrong(tmp_path: Path) -> 
     assert sessions.verify("k.99999999999.\xe9\xe9", time.time()) is None  # was a TypeError
     assert not same("\xe9t\xe9", sessions.csrf("c"))
     assert same(sessions.csrf("c"), sessions.csrf("c"))
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"stop_sequences": 5}, "stop_sequences"),  # validated as the chat request's `stop`
+        ({"tools": [{"name": "has spaces"}]}, "tools.0.name"),  # as tools.0.function.name
+        ({"metadata": {"user_id": ["x"]}}, None),  # str() of anything is a user: no error
+        ({"messages": [{"role": "system", "content": "x"}]}, "messages.0.role"),
+    ],
+)
+def test_anthropic_errors_name_the_field_in_the_message(
+    app: Any, change: dict[str, Any], named: str | None
+) -> None:
+    """Anthropic's error envelope has no param: the message starts with the field's name,
+    as the client spelled it."""
+    body = {"model": "nope", "max_tokens": 5, "messages": HI, **change}
+    response = call(app, "POST", "/v1/messages", json=body)
+    if named is None:
+        assert response.status_code == 404  # valid, then routed: no such model
+        return
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
+    assert error["error"]["message"].startswith(f"{named}: "), error

@@ -32,8 +32,26 @@ if TYPE_CHECKING:
     from thrifty.api.app import Runtime
 
 
+# the OpenAI chat fields that `to_openai` fills from differently named Anthropic ones
+_FIELDS = {"stop": "stop_sequences", "user": "metadata.user_id"}
+_TOOL_FIELDS = {"parameters": "input_schema"}
+
+
+def anthropic_param(param: str) -> str:
+    """The Anthropic name of a field of the translated chat request (`tools.0.function.name`
+    is `tools.0.name`), for errors found by validating that request."""
+    parts = param.split(".")
+    if len(parts) >= 4 and parts[0] == "tools" and parts[2] == "function":
+        return ".".join(["tools", parts[1], _TOOL_FIELDS.get(parts[3], parts[3]), *parts[4:]])
+    return ".".join([_FIELDS.get(parts[0], parts[0]), *parts[1:]])
+
+
 def anthropic_error(exc: ThriftyError, headers: dict[str, str] | None = None) -> Response:
-    body = orjson.dumps(error_body(exc.status, exc.message))
+    # Anthropic's envelope has no `param`: the message names the field
+    message = exc.message
+    if exc.param and not message.startswith(exc.param):
+        message = f"{exc.param}: {message}"
+    body = orjson.dumps(error_body(exc.status, message))
     merged = {**(headers or {}), **exc.headers}
     return Response(body, exc.status, merged, media_type="application/json")
 
@@ -56,7 +74,7 @@ class AnthropicService:
             try:
                 ChatCompletionRequest.model_validate(chat)
             except ValidationError as exc:
-                raise validation_error(exc) from None
+                raise validation_error(exc, anthropic_param) from None
         except ThriftyError as exc:
             ctx = refused(gateway, "chat", body, key, started, exc)
             return anthropic_error(exc, route_headers(ctx))

@@ -117,9 +117,8 @@ def body_problem(url: str, body: dict[str, Any], max_tokens: int | None) -> dict
     try:
         SCHEMAS[url].model_validate(body)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
-        return {"code": "invalid_request", "message": first["msg"], "param": param}
+        error = validation_error(exc)
+        return {"code": "invalid_request", "message": error.message, "param": error.param}
     if body.get("stream"):
         return {"code": "invalid_request", "message": "a batch request cannot stream",
                 "param": "stream"}  # fmt: skip

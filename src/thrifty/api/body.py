@@ -8,6 +8,7 @@ levels) may then walk it safely.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -65,10 +66,37 @@ def too_deep(value: Any, max_depth: int) -> bool:
     return False
 
 
-def validation_error(exc: ValidationError) -> InvalidRequest:
-    first = exc.errors(include_url=False)[0]
-    # a discriminated union puts its tag in the path (tools.0.function.function.name)
-    loc = [p for i, p in enumerate(first["loc"]) if i == 0 or p != first["loc"][i - 1]]
+def validation_error(
+    exc: ValidationError, rename: Callable[[str], str] | None = None
+) -> InvalidRequest:
+    """The most specific error as a 400 naming its field (`rename`: the client's name for it).
+
+    A value that fits no member of a union (`stop`: a string or a list) gets an error per
+    member: the deepest one says most (the list's third item is not a string), and
+    alternatives at the same depth are joined ("a valid string or a valid list").
+    """
+    errors = [(_field(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in exc.errors()]
+    loc = max((loc for loc, _ in errors), key=len)
+    said = list(dict.fromkeys(msg for at, msg in errors if at == loc))
+    message = said[0]
+    if len(said) > 1 and all(m.startswith("Input should be ") for m in said):
+        message = "Input should be " + " or ".join(m.removeprefix("Input should be ") for m in said)
     param = ".".join(str(p) for p in loc) or None
-    message = first["msg"].removeprefix("Value error, ")
+    if param and rename is not None:
+        param = rename(param)
     return InvalidRequest(f"{param}: {message}" if param else message, param=param)
+
+
+_TYPE_NAMES = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "bytes"})
+
+
+def _field(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """A pydantic error location as the client's path: no union members (`str`, `list[str]`),
+    no discriminator tag repeating its field (tools.0.function.function.name)."""
+    kept: list[int | str] = []
+    for part in loc:
+        if isinstance(part, str) and (part in _TYPE_NAMES or "[" in part):
+            continue
+        if not kept or part != kept[-1]:
+            kept.append(part)
+    return tuple(kept)
