@@ -18,7 +18,7 @@ import time
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -53,6 +53,13 @@ class KeyRequest(BaseModel):
     daily_usd: Decimal | None = Field(None, ge=0, le=_MAX_USD, allow_inf_nan=False)
     expires: str | None = Field(None, description="30d, 12h, … from now, or an ISO date.")
     tags: list[str] = Field(default_factory=list)
+
+    @field_validator("expires")
+    @classmethod
+    def _expires(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_expires(value)  # a bad one is a 400 naming `expires`
+        return value
 
     def spec(self) -> KeySpec:
         return KeySpec(
