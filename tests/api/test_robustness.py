@@ -75,7 +75,7 @@ COMPLETION_BODY: dict[str, Any] = {
     "stream_options": {"include_usage": True}, "logit_bias": {"1": 0.5}, "user": "u",
 }  # fmt: skip
 EMBEDDING_BODY: dict[str, Any] = {
-    "model": "local", "input": ["hi", "there"], "encoding_format": "float", "dimensions": 8,
+    "model": "fake-chat", "input": ["hi", "there"], "encoding_format": "float", "dimensions": 4,
     "user": "u",
 }  # fmt: skip
 ANTHROPIC_BODY: dict[str, Any] = {
@@ -291,6 +291,12 @@ class Sweep:
             )
         return response
 
+    def names(self, response: httpx.Response | None, field: str, where: str, label: str) -> None:
+        """A 400 caused by one field must name it."""
+        if response is not None and response.status_code == 400 and field not in response.text:
+            problem = f"{where}: the error does not name {field}"
+            self.problems.setdefault(problem, f"{label} -> {response.text[:300]}")
+
     def check(self, response: httpx.Response, shape: str) -> str | None:
         """What is wrong with an answer, or None."""
         status = response.status_code
@@ -397,9 +403,12 @@ def _body_sweep(
                 raw = serialize(mutate(base, where, op, value), True)
                 label = f"{op} {where}={value!r} body={raw[:300]!r}"
                 kind = f"{op} {'.'.join(map(str, where))}"
-                sweep.send(
+                response = sweep.send(
                     "POST", path, content=raw, headers=good, shape=shape, label=label, kind=kind
                 )
+                # a 400 for one changed field names it (the model picks the backend: not always)
+                if where[0] != "model":
+                    sweep.names(response, str(where[0]), f"{path} {kind}", label)
 
     ops = st.sampled_from(["set", "set", "set", "delete", "wrap"])
     mutations = st.lists(st.tuples(st.sampled_from(known), ops, BAD), min_size=1, max_size=3)
