@@ -241,3 +241,26 @@ def test_anthropic_errors_name_the_field_in_the_message(
     error = response.json()
     assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
     assert error["error"]["message"].startswith(f"{named}: "), error
+
+
+def test_a_batch_line_whose_url_is_not_a_string_is_a_problem_not_an_error() -> None:
+    from thrifty.api.batches import parse_jsonl
+
+    line = {"custom_id": "a", "method": "POST", "url": {"x": 1}, "body": {}}
+    _, problems = parse_jsonl(json.dumps(line), 10)  # was TypeError: unhashable type: 'dict'
+    assert problems == [
+        "line 1: url must be one of /v1/chat/completions, /v1/completions, /v1/embeddings"
+    ]
+
+
+def test_a_review_verdict_on_an_item_id_past_64_bits_is_404(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from thrifty.api.console._app import Sessions
+
+    monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
+    app = build_app(Settings(home=tmp_path, local={"enabled": False}))
+    csrf = Sessions(tmp_path).csrf(None)  # a keyless gateway: no session, its token
+    form = {"csrf": csrf, "verdict": "ok"}
+    response = call(app, "POST", f"/console/review/{2**64}", data=form)
+    assert response.status_code == 404, response.text  # was OverflowError in the store: a 500

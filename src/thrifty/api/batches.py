@@ -101,7 +101,7 @@ def parse_jsonl(content: str, max_lines: int) -> tuple[list[dict[str, Any]], lis
             seen.add(custom_id)
         if item.get("method") != "POST":
             problems.append(f"line {number}: method must be POST")
-        if item.get("url") not in SCHEMAS:
+        if not isinstance(item.get("url"), str) or item["url"] not in SCHEMAS:
             problems.append(f"line {number}: url must be one of {', '.join(SCHEMAS)}")
         if not isinstance(item.get("body"), dict):
             problems.append(f"line {number}: body must be a JSON object")

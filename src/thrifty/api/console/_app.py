@@ -213,7 +213,10 @@ class Console:
         verdict: Verdict = "ok" if given == "ok" else "bad"
         item_id = int(request.path_params["item_id"])
         actor = key.key_id if key is not None else "console"
-        found = await run_in_threadpool(privacy.mark, self.rt, item_id, verdict, actor)
+        # past 64 bits no row can have it (and the store could not even look it up)
+        found = item_id < 2**63 and await run_in_threadpool(
+            privacy.mark, self.rt, item_id, verdict, actor
+        )
         if not found:
             return Response(f"no review item {item_id}", 404, media_type="text/plain")
         return RedirectResponse(f"/console/privacy?lang={lang}", 303)
