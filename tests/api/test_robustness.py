@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import time
 import urllib.parse
@@ -203,18 +204,18 @@ def _raw_edits() -> st.SearchStrategy[Callable[[bytes], bytes]]:
 
 RAW_EDITS = _raw_edits()
 # request headers the gateway reads, and a few that a server might act on
+HEADER_NAMES = [
+    "x-thrifty-cache", "x-thrifty-user", "traceparent", "x-thrifty-tenant", "accept",
+    "content-encoding", "expect", "x-forwarded-for", "cookie", "origin",
+]  # fmt: skip
+HEADER_VALUES = [
+    b"no-store", b"ttl=inf", b"ttl=1e999", b"ttl=-1", b"ttl=nan", b"ttl=", b"no-cache,,bogus",
+    b"\xff\xfe", b"\xe9t\xe9", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01",
+    b"00-" + b"g" * 32 + b"-" + b"2" * 16 + b"-zz", b"gzip", b"x" * 5000, b"100-continue", b"",
+]  # fmt: skip
 EXTRA_HEADERS = st.dictionaries(
-    st.sampled_from(
-        ["x-thrifty-cache", "x-thrifty-user", "traceparent", "x-thrifty-tenant", "accept",
-         "content-encoding", "expect", "x-forwarded-for", "cookie", "origin"]
-    ),
-    st.sampled_from(
-        [b"no-store", b"ttl=inf", b"ttl=1e999", b"ttl=-1", b"ttl=nan", b"ttl=", b"no-cache,,bogus",
-         b"\xff\xfe", b"\xe9t\xe9", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01",
-         b"00-" + b"g" * 32 + b"-" + b"2" * 16 + b"-zz", b"gzip", b"x" * 5000, b"100-continue", b""]
-    ),
-    max_size=3,
-)  # fmt: skip
+    st.sampled_from(HEADER_NAMES), st.sampled_from(HEADER_VALUES), max_size=3
+)
 CONTENT_TYPES = st.sampled_from(
     [
         "application/json",
@@ -451,37 +452,26 @@ _AUTH_VARIANTS = (
     "api-key", "x-api-key", "two",
 )  # fmt: skip
 
+SEGMENT_LIST = [
+    "x", "", "..", "%00", "%ff", "%ed%a0%80", "a%2Fb", "9" * 30, "-1", "%20", "🔑", "a" * 5000,
+]  # fmt: skip
 SEGMENTS = st.one_of(
-    st.sampled_from(
-        ["x", "", "..", "%00", "%ff", "%ed%a0%80", "a%2Fb", "9" * 30, "-1", "%20", "🔑", "a" * 5000]
-    ),
+    st.sampled_from(SEGMENT_LIST),
     st.text(max_size=12).map(lambda s: urllib.parse.quote(s, safe="")),
 )
+ODD_QUERY = [
+    "", "7d", "-1", "0", "1e999", "99999999999999999999", "nan", "%00", "%ff", "30m", "abc",
+    "2026-13-45", "9999-12-31T23:59:59", "0001-01-01", "1d1d", "-5d", "🔑", "x" * 3000,
+]  # fmt: skip
 QUERY_VALUES = st.one_of(
-    st.sampled_from(
-        [
-            "",
-            "7d",
-            "-1",
-            "0",
-            "1e999",
-            "99999999999999999999",
-            "nan",
-            "%00",
-            "%ff",
-            "30m",
-            "abc",
-            "2026-13-45",
-            "9999-12-31T23:59:59",
-            "0001-01-01",
-            "1d1d",
-            "-5d",
-            "🔑",
-            "x" * 3000,
-        ]
-    ),
-    st.text(max_size=10).map(lambda s: urllib.parse.quote(s, safe="")),
+    st.sampled_from(ODD_QUERY), st.text(max_size=10).map(lambda s: urllib.parse.quote(s, safe=""))
 )
+# every query parameter an endpoint reads
+QUERIES = [
+    ("/v1/usage", "since"), ("/v1/usage", "until"), ("/v1/usage", "by"),
+    ("/v1/usage", "currency"), ("/v1/batches", "limit"), ("/v1/batches", "after"),
+    ("/v1/files", "purpose"), ("/v1/usage", "bogus"),
+]  # fmt: skip
 GETS = [
     "/v1/models", "/v1/models/{s}", "/v1/files", "/v1/files/{s}", "/v1/files/{s}/content",
     "/v1/batches", "/v1/batches/{s}", "/v1/usage", "/admin/keys", "/metrics", "/readyz",
@@ -497,6 +487,29 @@ OTHER_METHODS = [
 QUERY_NAMES = st.sampled_from(
     ["since", "until", "by", "currency", "limit", "after", "purpose", "lang", "x", "since", "limit"]
 )
+
+
+def _grids(sweep: Sweep) -> None:
+    """Every header the gateway reads with each odd value on a valid request; every query
+    parameter with each odd value; every path with a parameter with odd segments."""
+    good = sweep.auth("good") | {"content-type": b"application/json"}
+    for path, body, shape in [(CHAT, CHAT_BODY, "openai"), (MESSAGES, ANTHROPIC_BODY, "anthropic")]:
+        raw = serialize(body, True)
+        for name in HEADER_NAMES:
+            for value in HEADER_VALUES:
+                headers = good | {name: value}
+                label = f"{name}: {value[:60]!r}"
+                sweep.send("POST", path, content=raw, headers=headers, shape=shape, label=label)
+    for path, name in QUERIES:
+        for value in ODD_QUERY:
+            url = f"{path}?{name}={value}"
+            sweep.send("GET", url, headers=good, label=url, kind=name)
+            if name != "bogus":
+                sweep.names(sweep.send("GET", url, headers=good, label=url), name, url, url)
+    for template in [p for p in GETS if "{s}" in p]:
+        for segment in SEGMENT_LIST:
+            url = template.replace("{s}", segment)
+            sweep.send("GET", url, headers=good, label=url, kind=template)
 
 
 def _path_sweep(sweep: Sweep, examples: int) -> None:
@@ -577,6 +590,38 @@ def _form_sweep(sweep: Sweep, examples: int) -> None:
     run()
 
 
+CONSOLE_PAGES = ["", "/routing", "/models", "/tenants", "/evals", "/privacy", "/autopilot"]
+WINDOWS = ["7d", "", "0d", "-1d", "99999999999d", "1e999", "2026-13-45", "0001-01-01", "%00", "x"]
+
+
+def _console_sweep(sweep: Sweep) -> None:
+    """Logged in: every page with odd windows, and review verdicts on odd item ids."""
+    login = sweep.http.post(
+        "/console/login", data={"api_key": sweep.secret}, follow_redirects=False
+    )
+    assert login.status_code == 303, login.text
+    cookies = {"thrifty_console": login.cookies["thrifty_console"]}
+    page = sweep.http.get("/console/privacy", headers={"cookie": _jar(cookies)})
+    assert page.status_code == 200, page.text[:300]
+    csrf = re.search(r"name=csrf value='([0-9a-f]+)'", page.text)
+    assert csrf is not None
+    for path in CONSOLE_PAGES:
+        for window in WINDOWS:
+            for extra in ("", "&lang=zh&lang=en"):
+                url = f"/console{path}?since={window}{extra}"
+                sweep.send("GET", url, shape="any", label=url, headers={"cookie": _jar(cookies)})
+    for item in ["1", "0", "9223372036854775807", "9223372036854775808", "9" * 40]:
+        for verdict in ["ok", "bad", "maybe", ""]:
+            form = f"csrf={csrf.group(1)}&verdict={verdict}".encode()
+            headers = {"cookie": _jar(cookies), "content-type": "application/x-www-form-urlencoded"}
+            url = f"/console/review/{item}"
+            sweep.send("POST", url, content=form, headers=headers, shape="any", label=url)
+
+
+def _jar(cookies: dict[str, str]) -> str:
+    return "; ".join(f"{k}={v}" for k, v in cookies.items())
+
+
 def _upload_sweep(sweep: Sweep, examples: int) -> None:
     chat = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]}
     line = {"custom_id": "a", "method": "POST", "url": CHAT, "body": chat}
@@ -608,9 +653,14 @@ def _upload_sweep(sweep: Sweep, examples: int) -> None:
         files = {"file": (filename, content, "application/jsonl")}
         data = {"purpose": purpose.encode("utf-8", "surrogateescape")}
         label = f"purpose={purpose!r} filename={filename!r} {content[:300]!r}"
-        sweep.send(
+        made = sweep.send(
             "POST", "/v1/files", files=files, data=data, headers=sweep.auth("good"), label=label
         )
+        if made is not None and made.status_code == 200:  # its lines, run as a batch
+            batch = {"input_file_id": made.json()["id"], "endpoint": CHAT,
+                     "completion_window": "24h", "x_thrifty": {"start": "now"}}  # fmt: skip
+            raw = serialize(batch, True)
+            sweep.send("POST", "/v1/batches", content=raw, headers=sweep.auth("good"), label=label)
 
     run()
 
@@ -674,8 +724,10 @@ def test_no_input_breaks_the_server(server: tuple[ThriftyServer, str], fake: Fak
              "metadata": {"k": "v"}, "x_thrifty": {"start": "now"}}  # fmt: skip
     _body_sweep(sweep, "/v1/batches", batch, "openai", 50, [])
     _upload_sweep(sweep, 40)
+    _grids(sweep)
     _path_sweep(sweep, 120)
     _form_sweep(sweep, 30)
+    _console_sweep(sweep)
     answers = _raw_http(running, secret, RAW_REQUESTS)
     swept = time.monotonic() - started
 
