@@ -116,6 +116,7 @@ VECTORS: dict[str, tuple[str, dict[str, Any]]] = {
         response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": SCHEMA}},
     ),
     "metadata": chat(user("hi"), metadata={"customer": PHONE}),
+    "numbers": chat(user("hi"), metadata={"phone": float(PHONE), "id": int(ID)}),
     "user": chat(user("hi"), user=EMAIL),
     "prediction": chat(user("hi"), prediction={"type": "content", "content": f"ID {ID}"}),
     "logit_bias key": chat(user("hi"), logit_bias={PHONE: 1}),

@@ -427,3 +427,9 @@ def test_a_value_cut_into_three_strings_is_found_and_kept_local_under_mask(
     ctx.targets = [cloud]
     asyncio.run(PrivacyGuard(PrivacySettings(on_pii="mask"), registry, detector).on_request(ctx))
     assert [t.route for t in ctx.targets] == ["local"] and ctx.body == body
+
+
+@pytest.mark.parametrize("number", [13812345678, 13812345678.0, 1.3812345678e10, -13812345678])
+def test_a_number_field_is_read_as_written(detector: PIIDetector, number: float) -> None:
+    """A JavaScript client may send any number as a float: 13812345678.0 is the phone."""
+    assert scan_request(detector, chat(metadata={"n": number})).kinds == {"phone"}

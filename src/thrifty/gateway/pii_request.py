@@ -207,7 +207,7 @@ def iter_leaves(body: Any) -> Iterator[Leaf]:
         elif isinstance(value, bool) or value is None:
             continue
         elif isinstance(value, int | float):
-            text = str(value)
+            text = _number_text(value)
             if len(text) >= _SHORTEST_NUMBER:
                 yield Leaf(path, text, True)
         elif isinstance(value, Mapping):
@@ -316,7 +316,7 @@ def _scan_texts(
         elif isinstance(value, bool) or value is None:
             continue
         elif isinstance(value, int | float):
-            text = str(value)
+            text = _number_text(value)
             if len(text) >= _SHORTEST_NUMBER:
                 texts.append((text, True))
         elif isinstance(value, Mapping):
@@ -338,6 +338,14 @@ def _scan_texts(
                 unscannable = True  # token ids: text in the cloud's tokenizer, not ours
             stack.extend((child, None, depth + 1, top, verbatim) for child in reversed(value))
     return texts, unscannable
+
+
+def _number_text(value: int | float) -> str:
+    """A number as a person reads it: 13812345678.0 (a float in JSON, from a JavaScript client) is
+    13812345678."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _is_tokens(value: list[Any] | tuple[Any, ...]) -> bool:
