@@ -316,7 +316,7 @@ def _scan_texts(
         elif isinstance(value, bool) or value is None:
             continue
         elif isinstance(value, int | float):
-            text = _number_text(value)
+            text = str(value) if type(value) is int else _number_text(value)
             if len(text) >= _SHORTEST_NUMBER:
                 texts.append((text, True))
         elif isinstance(value, Mapping):
