@@ -43,7 +43,9 @@ async def read_json_object(
     except orjson.JSONDecodeError as exc:
         if "depth" in str(exc) or "recursion" in str(exc):
             raise InvalidRequest(f"the request body nests deeper than {max_depth} levels") from None
-        raise InvalidRequest("the request body is not valid JSON") from None
+        # orjson says what and where (`no low surrogate in string: line 1 column 9`), never
+        # the text itself
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidRequest("the request body must be a JSON object")
     # too few brackets to nest that deep is the common case: the walk is skipped
