@@ -227,7 +227,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         return error_response(MethodNotAllowed(f"{request.method} is not allowed here"))
     if exc.status_code == 404:
         return error_response(NotFound(f"no route {request.url.path}"))
-    err = ThriftyError(str(exc.detail))
+    # e.g. a 400 for a multipart body Starlette cannot parse: the client's error, so its type
+    err = (InvalidRequest if exc.status_code < 500 else ThriftyError)(str(exc.detail))
     return Response(err.body(), exc.status_code, media_type="application/json")
 
 

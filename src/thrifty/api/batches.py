@@ -18,13 +18,15 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -125,6 +127,22 @@ def body_problem(url: str, body: dict[str, Any], max_tokens: int | None) -> dict
     return None
 
 
+@contextlib.asynccontextmanager
+async def _form(request: Request, limit: int) -> AsyncIterator[FormData]:
+    """The multipart form; one that cannot be parsed is a 400 that says so."""
+    try:
+        form = await request.form(max_part_size=limit)
+    except HTTPException as exc:  # Starlette's answer to a malformed multipart body
+        raise InvalidRequest(
+            f"the body is not a multipart form with fields purpose and file: {exc.detail}",
+            param="file",
+        ) from None
+    try:
+        yield form
+    finally:
+        await form.close()
+
+
 class BatchService:
     """The endpoints and the runner; one per gateway process."""
 
@@ -191,7 +209,7 @@ class BatchService:
             length = request.headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > limit + 65536:
                 raise PayloadTooLarge(f"the file is over {limit} bytes")
-            async with request.form(max_part_size=limit) as form:
+            async with _form(request, limit) as form:
                 purpose = form.get("purpose")
                 upload = form.get("file")
                 if purpose != "batch":
