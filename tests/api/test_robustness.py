@@ -330,11 +330,12 @@ class Sweep:
                 isinstance(error, dict)
                 and set(error) == {"message", "type", "param", "code"}
                 and isinstance(error["type"], str)
-                and error["type"] != "server_error"
                 and (error["param"] is None or isinstance(error["param"], str))
                 and (error["code"] is None or isinstance(error["code"], str))
             )
             message = error.get("message") if ok and isinstance(error, dict) else None
+            if ok and isinstance(error, dict) and error["type"] == "server_error":
+                return "a client's error typed server_error"
         if not ok:
             return f"not the {shape} error shape"
         if not isinstance(message, str) or len(message) < 8:
@@ -392,13 +393,19 @@ KINDS: list[Any] = [
 
 
 def _body_sweep(
-    sweep: Sweep, path: str, base: dict[str, Any], shape: str, examples: int, extra: list[str]
+    sweep: Sweep,
+    path: str,
+    base: dict[str, Any],
+    shape: str,
+    examples: int,
+    extra: list[str],
+    grid: bool = True,
 ) -> None:
     """Every known field set to each kind of value (a grid), then random mutations (Hypothesis):
     several fields at once, or the bytes edited, or the headers changed."""
     known = [*paths(base), *((name,) for name in extra)]
     good = sweep.auth("good") | {"content-type": b"application/json"}
-    for where in known:
+    for where in known if grid else []:
         for op, value in [("delete", None), *(("set", kind) for kind in KINDS)]:
             with contextlib.suppress(KeyError, IndexError, TypeError):
                 raw = serialize(mutate(base, where, op, value), True)
@@ -489,6 +496,23 @@ QUERY_NAMES = st.sampled_from(
 )
 
 
+_PART = b'--zz\r\nContent-Disposition: form-data; name="%s"%s\r\n\r\n%s\r\n'
+RAW_UPLOADS = [
+    (b"multipart/form-data; boundary=zz", b"garbage"),
+    (b"multipart/form-data", b"--zz\r\n"),
+    (b"multipart/form-data; boundary=zz", b"--zz\r\nContent-Disposition: form-data\r\n\r\nx"),
+    (b"multipart/form-data; boundary=zz", _PART % (b"purpose", b"", b"batch")),  # no end
+    (b"multipart/form-data; boundary=zz",
+     _PART % (b"purpose", b"", b"batch") + _PART % (b"file", b'; filename="\xff"', b"\xff\xfe")
+     + b"--zz--\r\n"),
+    (b"multipart/form-data; boundary=zz",
+     _PART % (b"purpose", b"", b"\xff") + _PART % (b"file", b"", b"{}") + b"--zz--\r\n"),
+    (b"multipart/form-data; boundary=" + b"z" * 300, b"x"),
+    (b"application/x-www-form-urlencoded", b"purpose=batch&file=abc"),
+    (b"application/json", b'{"purpose": "batch", "file": "x"}'),
+]  # fmt: skip
+
+
 def _grids(sweep: Sweep) -> None:
     """Every header the gateway reads with each odd value on a valid request; every query
     parameter with each odd value; every path with a parameter with odd segments."""
@@ -506,6 +530,10 @@ def _grids(sweep: Sweep) -> None:
             sweep.send("GET", url, headers=good, label=url, kind=name)
             if name != "bogus":
                 sweep.names(sweep.send("GET", url, headers=good, label=url), name, url, url)
+    for content_type, body in RAW_UPLOADS:
+        headers = sweep.auth("good") | {"content-type": content_type}
+        label = f"{content_type!r} {body[:200]!r}"
+        sweep.send("POST", "/v1/files", content=body, headers=headers, label=label)
     for template in [p for p in GETS if "{s}" in p]:
         for segment in SEGMENT_LIST:
             url = template.replace("{s}", segment)
@@ -707,6 +735,10 @@ def test_no_input_breaks_the_server(server: tuple[ThriftyServer, str], fake: Fak
     _body_sweep(sweep, "/v1/completions", COMPLETION_BODY, "openai", 70, ["best_of", "logprobs"])
     _body_sweep(sweep, "/v1/embeddings", EMBEDDING_BODY, "openai", 50, ["stream"])
     _body_sweep(sweep, MESSAGES, ANTHROPIC_BODY, "anthropic", 180, ["thinking", "service_tier"])
+    streamed = {"stream": True}  # the same bodies streamed: random mutations only
+    _body_sweep(sweep, CHAT, CHAT_BODY | streamed, "openai", 60, [], grid=False)
+    _body_sweep(sweep, "/v1/completions", COMPLETION_BODY | streamed, "openai", 30, [], grid=False)
+    _body_sweep(sweep, MESSAGES, ANTHROPIC_BODY | streamed, "anthropic", 60, [], grid=False)
     feedback = {"request_id": kept[0], "score": 4, "thumbs": "up", "converted": True,
                 "comment": "c"}  # fmt: skip
     _body_sweep(sweep, "/v1/feedback", feedback, "openai", 50, [])
