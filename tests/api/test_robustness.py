@@ -530,6 +530,20 @@ def _grids(sweep: Sweep) -> None:
             sweep.send("GET", url, headers=good, label=url, kind=name)
             if name != "bogus":
                 sweep.names(sweep.send("GET", url, headers=good, label=url), name, url, url)
+    hi = {"role": "user", "content": "hi"}
+    big = [  # large in one dimension each, all inside the body limit
+        CHAT_BODY | {"messages": [hi] * 1100},
+        CHAT_BODY | {"messages": [{"role": "user", "content": [TEXT_PART] * 5000}]},
+        CHAT_BODY | {"tools": [CHAT_BODY["tools"][0]] * 1000},
+        CHAT_BODY | {"model": "m" * 100_000},
+        CHAT_BODY | {"max_tokens": 2**62, "max_completion_tokens": 2**31, "n": 10**6},
+        CHAT_BODY | {"stop": ["x" * 50_000] * 4, "seed": 2**62, "logit_bias": {"x" * 1000: 1.0}},
+        CHAT_BODY | {"metadata": {str(i): "v" for i in range(5000)}},
+        CHAT_BODY | {"\u00e9\U0001f511" * 1000: 1, "": None},
+    ]  # fmt: skip
+    for body in big:
+        label = f"big {serialize(body, True)[:200]!r}"
+        sweep.send("POST", CHAT, content=serialize(body, True), headers=good, label=label)
     for content_type, body in RAW_UPLOADS:
         headers = sweep.auth("good") | {"content-type": content_type}
         label = f"{content_type!r} {body[:200]!r}"
@@ -618,6 +632,7 @@ def _form_sweep(sweep: Sweep, examples: int) -> None:
     run()
 
 
+TEXT_PART = {"type": "text", "text": "a"}
 CONSOLE_PAGES = ["", "/routing", "/models", "/tenants", "/evals", "/privacy", "/autopilot"]
 WINDOWS = ["7d", "", "0d", "-1d", "99999999999d", "1e999", "2026-13-45", "0001-01-01", "%00", "x"]
 
