@@ -34,6 +34,7 @@ from support import ThriftyServer, dump
 pytestmark = pytest.mark.slow
 
 UPSTREAM_SECRET = "sk-fuzz-upstream-5e1c2b7d9a"
+WRONG_KEY = "sk-someone-elses-key-3c8e1f"  # presented and refused: a secret all the same
 BODY_LIMIT = 256 * 1024
 CHAT = "/v1/chat/completions"
 MESSAGES = "/v1/messages"
@@ -250,7 +251,7 @@ class Sweep:
             "spaces": {"authorization": b"Bearer  \t  sk-x"},
             "basic": {"authorization": b"Basic dXNlcjpwYXNz"},
             "lower": {"authorization": f"bearer {self.secret}".encode()},
-            "wrong": {"authorization": b"Bearer sk-not-a-key"},
+            "wrong": {"authorization": f"Bearer {WRONG_KEY}".encode()},
             "latin1": {"authorization": b"Bearer \xff\xfe\xe9t\xe9"},
             "utf8": {"authorization": "Bearer clé-🔑".encode()},
             "long": {"authorization": b"Bearer " + b"k" * 20_000},
@@ -304,7 +305,7 @@ class Sweep:
         text = response.text
         if status >= 500:
             return "server error"
-        for secret in (UPSTREAM_SECRET, self.secret):
+        for secret in (UPSTREAM_SECRET, self.secret, WRONG_KEY):
             if secret in text or any(secret in v for v in response.headers.values()):
                 return "a secret in the answer"
         if "Traceback" in text or 'File "/' in text:
@@ -800,7 +801,7 @@ def test_no_input_breaks_the_server(server: tuple[ThriftyServer, str], fake: Fak
         assert running.row(request_id)["status"] == 200
     log = running.log_path.read_text(errors="replace")
     assert "Traceback" not in log, log[log.index("Traceback") - 2000 :][:6000]
-    for secret_ in (UPSTREAM_SECRET, secret):
+    for secret_ in (UPSTREAM_SECRET, secret, WRONG_KEY):
         assert secret_ not in log
         assert secret_ not in dump(running.database_url)
     print(
