@@ -7,7 +7,8 @@ path that could carry a request's text is exercised by every request. Under `pri
 local` and `mask`, each vector below (every endpoint: chat, legacy completions, embeddings,
 Anthropic messages, a batch) must leave no value in anything the cloud received, in any form: as
 written, NFKC-folded, with separators squeezed out, percent- or entity-decoded, or base64-decoded
-(two layers). The same holds for `auto` requests whose local answer fails (a fallback to the
+(two layers). Streamed answers (OpenAI's and Anthropic's events) bring the client its own values
+back, restored across events. The same holds for `auto` requests whose local answer fails (a fallback to the
 cloud), fails a cascade's check (an escalation) or is shadowed, with no pii-local rule: the
 privacy guard alone must hold. Nor may a value reach the request log, the audit log, the captured
 samples, the traces or the log. Clean controls on each endpoint and path must reach the cloud, so
@@ -285,6 +286,21 @@ def stored_rows(database_url: str) -> list[str]:
     return rows
 
 
+def streamed_text(client: httpx.Client, path: str, body: dict[str, Any]) -> str:
+    """The text of a streamed answer: OpenAI's content deltas or Anthropic's text deltas."""
+    text = []
+    with client.stream("POST", path, json=body) as streamed:
+        assert streamed.status_code == 200, path
+        for line in streamed.iter_lines():
+            if not (line.startswith("data:") and line[5:].strip().startswith("{")):
+                continue
+            event = json.loads(line[5:])
+            for choice in event.get("choices") or []:
+                text.append((choice.get("delta") or {}).get("content") or "")
+            text.append((event.get("delta") or {}).get("text") or "")
+    return "".join(text)
+
+
 def received(cloud: FakeUpstream) -> dict[str, Any]:
     stats = cloud.stats()
     return {"bodies": stats["bodies"], "headers": stats["headers"]}
@@ -318,6 +334,19 @@ def test_no_vector_reaches_the_cloud(
         # kept local, masked or refused with a clear 4xx (the local fake takes no images and
         # no token ids): never a 500
         assert all(status != 500 for status in statuses.values()), statuses
+
+        # streamed, OpenAI's and Anthropic's way: the cloud sees no value, the client gets its own
+        # back (the fakes answer "echo:TEXT" with TEXT, a few characters an event)
+        cloud.reset()
+        said = {
+            "/chat/completions": {"model": CLOUD, "stream": True,
+                                  "messages": [user(f"echo:call me at {PHONE}")]},
+            "/messages": {"model": CLOUD, "stream": True, "max_tokens": 64,
+                          "messages": [user(f"echo:my id is {ID}")]},
+        }  # fmt: skip
+        heard = {path: streamed_text(client, path, body) for path, body in said.items()}
+        assert heard == {"/chat/completions": f"call me at {PHONE}", "/messages": f"my id is {ID}"}
+        assert leaked(received(cloud)) == []
 
         # a local failure falls back to the cloud, a failed check escalates to it, and every
         # `auto` request is shadowed on the other target: with the values, the cloud sees none
