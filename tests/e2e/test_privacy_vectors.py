@@ -1,15 +1,15 @@
 """End to end: personal data reaches the cloud through no field, format, endpoint or side path.
 
-A real `thrifty serve` sends to a recording fake cloud (every body and header of every model
-call); its local engine is a second fake. The moderation self-check's judge is named on the cloud,
-capture for distillation is on, traces go to an OTLP receiver and the log is JSON, so each side
-path that could carry a request's text is exercised by every request. Under `privacy.on_pii:
-local` and `mask`, each vector below (every endpoint: chat, legacy completions, embeddings,
-Anthropic messages, a batch) must leave no value in anything the cloud received, in any form: as
-written, NFKC-folded, with separators squeezed out, percent- or entity-decoded, or base64-decoded
-(two layers). Streamed answers (OpenAI's and Anthropic's events) bring the client its own values
-back, restored across events. The same holds for `auto` requests whose local answer fails (a fallback to the
-cloud), fails a cascade's check (an escalation) or is shadowed, with no pii-local rule: the
+A real `thrifty serve` sends to a recording fake cloud (every body and header of every model call);
+its local engine is a second fake. The moderation self-check's judge is named on the cloud, capture
+for distillation is on, traces go to an OTLP receiver and the log is JSON, so each side path that
+could carry a request's text is exercised by every request. Under `privacy.on_pii: local` and
+`mask`, each vector below (every endpoint: chat, legacy completions, embeddings, Anthropic
+messages, a batch) must leave no value in anything the cloud received, in any form: as written,
+NFKC-folded, with separators squeezed out, percent- or entity-decoded, or base64-decoded (two
+layers). Streamed answers (OpenAI's and Anthropic's events) bring the client its own values back,
+restored across events. The same holds for `auto` requests whose local answer fails (a fallback to
+the cloud), fails a cascade's check (an escalation) or is shadowed, with no pii-local rule: the
 privacy guard alone must hold. Nor may a value reach the request log, the audit log, the captured
 samples, the traces or the log. Clean controls on each endpoint and path must reach the cloud, so
 the recording is known to work.
