@@ -1,6 +1,6 @@
 """Personal data in an encoding read at a glance (percent, character references, base64) is
 found, masked as the whole token and restored as written; clean tokens stay clean. Digits of
-other scripts are digits."""
+other scripts are digits, and a 15-digit ID of before 1999 is found after its keyword."""
 
 from __future__ import annotations
 
@@ -94,3 +94,27 @@ def test_other_scripts_digits_are_read_as_digits(detector: PIIDetector, zero: in
 def test_list_markers_are_not_digits(detector: PIIDetector) -> None:
     """Enclosed digits number lists: ①13812345678 is the first item, a phone."""
     assert detector.kinds_in(f"联系方式：①{PHONE} ②暂无") == {"phone"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "旧身份证号 110105900307123",
+        "身份证号码是110105 900307 123",
+        "my id number is 110105-900307-123",
+    ],
+)
+def test_a_15_digit_id_of_before_1999_is_found_after_its_keyword(
+    detector: PIIDetector, text: str
+) -> None:
+    assert [f.kind for f in detector.scan(text)] == ["id_card"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["订单 110105900307123", "身份证 123456789012345", "身份证号 110105900230123"],  # 30 Feb
+)
+def test_a_15_digit_number_is_no_id_without_the_keyword_region_and_date(
+    detector: PIIDetector, text: str
+) -> None:
+    assert detector.kinds_in(text) == set()

@@ -65,6 +65,11 @@ _MOBILE = re.compile(r"(?:86)?1[3-9][0-9]{9}")
 PHONE_WORDS = "phone"
 PLATE_WORDS = "plate"
 PASSPORT_WORDS = "passport"
+ID_WORDS = "id card"
+_ID_WORDS = (
+    *("身份证", "身份证号", "身份证号码", "居民身份证", "证件号", "证件号码"),
+    *("id card", "identity card", "id number", "identity number"),
+)
 _PASSPORT_WORDS = ("passport", "护照", "reisepass", "passeport", "pasaporte", "旅券")
 # German compounds go on after the word (Reisepassnummer, Kennzeichenangabe).
 _COMPOUNDS = frozenset({"reisepass", "kennzeichen", "passeport"})
@@ -81,6 +86,7 @@ def _keyword_pattern() -> tuple[re.Pattern[str], dict[str, tuple[str, str]]]:
         PHONE_WORDS: _PHONE_WORDS,
         PLATE_WORDS: _PLATE_WORDS,
         PASSPORT_WORDS: _PASSPORT_WORDS,
+        ID_WORDS: _ID_WORDS,
         **{kind: words for kind, words in _KEYWORDS},
     }
     by_word = {word.lower(): (family, word) for family, words in families.items() for word in words}
@@ -178,6 +184,16 @@ def iter_phones(folded: str, kinds: frozenset[str], hits: dict[str, list[int]]) 
             yield rules.PHONE, match.start(), match.end()
 
 
+# --- the 15-digit IDs of before 1999, after their keyword ----------------------------------------
+
+
+def iter_old_ids(folded: str, ends: list[int]) -> Iterator[Span]:
+    for end in ends:
+        value = _OLD_ID.match(folded, end)
+        if value is not None and rules.old_id_card_ok(_digits(value.group("value"))):
+            yield rules.ID_CARD, value.start("value"), value.end("value")
+
+
 # --- licence plates ------------------------------------------------------------------------------
 
 _PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
@@ -194,6 +210,9 @@ _PLATE_WORDS = (
 _FILLER = (
     r"(?:[^0-9A-Za-z\n]|\b(?:[Nn]umber|[Nn]o|[Nn]um|[Nn]r|[Ii][Dd]|[Cc]ode|is|was|of|reads)\b)"
     r"{0,8}+"
+)
+_OLD_ID = re.compile(
+    _FILLER + r"(?:[是为]\s*)?(?P<value>[0-9]{6}[ -]?[0-9]{6}[ -]?[0-9]{3})(?![0-9A-Za-z])"
 )
 _PLATE_VALUE = re.compile(_FILLER + r"(?P<value>[A-Z0-9][A-Z0-9 \-·]{2,9}[A-Z0-9])(?![A-Za-z0-9])")
 

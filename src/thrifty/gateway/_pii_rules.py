@@ -265,6 +265,14 @@ def id_card_ok(chars: str) -> bool:
     return _plausible_birth(int(chars[6:10]), int(chars[10:12]), int(chars[12:14]))
 
 
+def old_id_card_ok(digits: str) -> bool:
+    """A 15-digit resident ID of before 1999 (region, YYMMDD born in the 1900s, 3 digits; no
+    check character, so it is looked for only after an ID keyword)."""
+    if len(digits) != 15 or int(digits[:2]) not in _ID_REGIONS:
+        return False
+    return _plausible_birth(1900 + int(digits[6:8]), int(digits[8:10]), int(digits[10:12]))
+
+
 def _plausible_birth(year: int, month: int, day: int) -> bool:
     try:
         born = date(year, month, day)

@@ -153,6 +153,8 @@ class PIIDetector:
         if rules.IP_ADDRESS in kinds:
             yield from rules.iter_ipv6(folded)
         hits = keyed.keyword_hits(folded, folded.lower())
+        if rules.ID_CARD in kinds and keyed.ID_WORDS in hits:
+            yield from keyed.iter_old_ids(folded, hits[keyed.ID_WORDS])
         if rules.PASSPORT in kinds and keyed.PASSPORT_WORDS in hits:
             yield from rules.iter_passport_after(folded, hits[keyed.PASSPORT_WORDS])
         if kinds & _PHONE_KINDS:
