@@ -1,11 +1,13 @@
 """Slow and oversized clients against a real `thrifty serve`, over raw sockets.
 
 A client that never finishes its headers, or stops sending its body, is answered 408 and closed;
-a chunked body past the cap is answered 413 before it ends; past the connection cap, 503.
+a chunked body past the cap is answered 413 before it ends; past the connection cap, 503; a
+request head past its cap, 431; a request that is not HTTP, 400 (in OpenAI's shape, both).
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ LIMITS = {
     "body_timeout_s": 1.0,
     "max_body_bytes": 10_000,
     "max_connections": 4,
+    "max_header_bytes": 8192,
 }
 
 
@@ -129,3 +132,42 @@ def test_a_busy_kept_alive_connection_outlives_the_header_timeout(server: Thrift
             statuses.append(status(reply))
             time.sleep(0.3)  # idle between requests, as a pooled client is
     assert len(statuses) >= 6 and set(statuses) == {200}
+
+
+def body_of(reply: bytes) -> dict:
+    return json.loads(reply.split(b"\r\n\r\n", 1)[1])
+
+
+@pytest.mark.parametrize("pieces", [1, 40])  # in one piece, or trickled in many
+def test_a_request_head_past_the_cap_is_431(server: ThriftyServer, pieces: int) -> None:
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"
+    step = -(-len(head) // pieces)
+    with connect(server) as sock:
+        for at in range(0, len(head), step):
+            sock.sendall(head[at : at + step])
+        reply = read_all(sock)
+    assert status(reply) == 431, reply[:300]
+    assert body_of(reply)["error"]["code"] == "request_header_too_large"
+    with connect(server) as sock:  # a head under the cap is served
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 7000 + b"\r\n"
+                     b"connection: close\r\n\r\n")  # fmt: skip
+        assert status(read_all(sock)) == 200
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        b"GET /healthz\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"zz\r\n{}\r\n0\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n{}",
+    ],
+)
+def test_a_request_that_is_not_http_is_400_in_openai_shape(
+    server: ThriftyServer, request_: bytes
+) -> None:
+    with connect(server) as sock:
+        sock.sendall(request_)
+        reply = read_all(sock)
+    assert status(reply) == 400, reply[:300]
+    assert body_of(reply)["error"]["code"] == "invalid_http"

@@ -5,6 +5,10 @@
   uvicorn has no such limit (a client sending one header byte a minute holds a connection
   forever), so it lives in its HTTP protocol classes: `HttpToolsProtocol` and `H11Protocol`
   here subclass uvicorn's and arm a timer while no request is in progress.
+- **Header size** (`limits.max_header_bytes`): a request head past it is a 431. h11 enforces
+  it itself (uvicorn's `h11_max_incomplete_event_size`); httptools has no cap, so
+  `HttpToolsProtocol` counts the bytes of a head as they arrive. A request uvicorn cannot parse
+  at all is a 400; these answers, written before any app sees a request, are in OpenAI's shape.
 - **Body timeout** (`limits.body_timeout_s`): the longest wait for the next piece of a request
   body. `ServerLimits`, an ASGI middleware, times each `receive()`; a stalled body is a 408.
 - **Body cap**: `ServerLimits` counts body bytes as they arrive, chunked bodies included, and
@@ -22,7 +26,7 @@ from typing import Any
 from uvicorn.protocols.http.h11_impl import H11Protocol as _H11Protocol
 
 from thrifty.config import Settings
-from thrifty.errors import PayloadTooLarge, ThriftyError
+from thrifty.errors import InvalidRequest, PayloadTooLarge, ThriftyError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -37,8 +41,14 @@ class RequestTimeout(ThriftyError):
     code = "request_timeout"
 
 
-_TIMEOUT_RESPONSE = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+class HeadTooLarge(ThriftyError):
+    status = 431
+    type = "invalid_request_error"
+    code = "request_header_too_large"
+
+
+_RAW_RESPONSE = (
+    b"HTTP/1.1 %s\r\ncontent-type: application/json\r\nconnection: close\r\n"
     b"content-length: %d\r\n\r\n%s"
 )
 _TIMEOUT_BODY = (
@@ -51,7 +61,9 @@ class _HeaderTimeout:
     """Mixed into uvicorn's protocol classes: 408 and close a connection stuck in its headers."""
 
     header_timeout_s: float = 10.0  # set per process by `configure` (the serve command)
+    max_header_bytes: int = 65536  # likewise (httptools: h11 has uvicorn's own cap)
     _header_timer: asyncio.TimerHandle | None = None
+    _head_refused = False
 
     # uvicorn's attributes this relies on (both protocol classes have them)
     loop: asyncio.AbstractEventLoop
@@ -93,7 +105,23 @@ class _HeaderTimeout:
         self._header_timer = None
         if self._in_request() or self.transport.is_closing():
             return
-        self.transport.write(_TIMEOUT_RESPONSE % (len(_TIMEOUT_BODY), _TIMEOUT_BODY))
+        self._answer(b"408 Request Timeout", _TIMEOUT_BODY)
+
+    def send_400_response(self, msg: str) -> None:
+        """A request uvicorn cannot parse (a malformed request line, header or chunk): a 400 in
+        OpenAI's error shape rather than uvicorn's plain text; a head over the cap: a 431."""
+        if self._head_refused:
+            error: ThriftyError = HeadTooLarge(
+                f"the request head is over {self.max_header_bytes} bytes (limits.max_header_bytes)"
+            )
+            self._answer(b"431 Request Header Fields Too Large", error.body())
+            return
+        error = InvalidRequest(f"{msg.rstrip('.')}: not valid HTTP/1.1", code="invalid_http")
+        self._answer(b"400 Bad Request", error.body())
+
+    def _answer(self, status: bytes, body: bytes) -> None:
+        """Write a whole answer by hand and close: no request is in progress to answer it."""
+        self.transport.write(_RAW_RESPONSE % (status, len(body), body))
         self.transport.close()
 
 
@@ -105,7 +133,36 @@ try:  # httptools is optional (uvicorn[standard])
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _HttpToolsProtocol
 
     class HttpToolsProtocol(_HeaderTimeout, _HttpToolsProtocol):
-        """uvicorn's httptools protocol with a header timeout."""
+        """uvicorn's httptools protocol with a header timeout, and a cap on the request head:
+        httptools has none (h11 has uvicorn's `h11_max_incomplete_event_size`), so a client
+        could otherwise send headers until memory runs out."""
+
+        _head_bytes = -1  # bytes received since the current request head began; -1: none
+        _piece = 0  # the size of the piece being parsed
+
+        def on_message_begin(self) -> None:
+            self._head_bytes = 0
+            super().on_message_begin()
+
+        def on_headers_complete(self) -> None:
+            head, self._head_bytes = self._head_bytes + self._piece, -1
+            # the exact size only when the bytes read could hold a head that large
+            if head > self.max_header_bytes and self._head_size() > self.max_header_bytes:
+                self._head_refused = True
+                raise ValueError("request head too large")  # the parser stops: a 431, below
+            super().on_headers_complete()
+
+        def data_received(self, data: bytes) -> None:
+            self._piece = len(data)
+            super().data_received(data)
+            if self._head_bytes >= 0:  # still in a head after this piece
+                self._head_bytes += len(data)
+                if self._head_bytes > self.max_header_bytes and not self.transport.is_closing():
+                    self._head_refused = True
+                    self.send_400_response("")
+
+        def _head_size(self) -> int:
+            return len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers) + 16
 
 except ImportError:  # pragma: no cover - httptools is installed with uvicorn[standard]
     pass
@@ -123,8 +180,10 @@ def uvicorn_options(settings: Settings, http: str) -> dict[str, Any]:
 
 
 def configure(settings: Settings) -> None:
-    """Set this process's header timeout (protocol objects are made by uvicorn, per connection)."""
+    """Set this process's header timeout and head cap (protocol objects are made by uvicorn,
+    per connection)."""
     _HeaderTimeout.header_timeout_s = settings.limits.header_timeout_s
+    _HeaderTimeout.max_header_bytes = settings.limits.max_header_bytes
 
 
 class ServerLimits:
