@@ -783,6 +783,9 @@ def test_no_input_breaks_the_server(server: tuple[ThriftyServer, str], fake: Fak
         status_line = answer.split(b"\r\n", 1)[0]
         assert not status_line.startswith(b"HTTP/1.1 5"), (payload[:120], answer[:300])
         assert secret.encode() not in answer and b"Traceback" not in answer
+        if status_line.startswith(b"HTTP/1.1 4"):  # uvicorn's own answers too: OpenAI's shape
+            error = json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+            assert set(error) == {"message", "type", "param", "code"}, answer
 
     problems = "\n".join(f"{k}\n    {v}" for k, v in sorted(sweep.problems.items()))
     assert not sweep.problems, f"{len(sweep.problems)} kinds of bad answer:\n{problems}"
