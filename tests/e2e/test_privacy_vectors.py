@@ -3,16 +3,16 @@
 A real `thrifty serve` sends to a recording fake cloud (every body and header of every model call);
 its local engine is a second fake. The moderation self-check's judge is named on the cloud, capture
 for distillation is on, traces go to an OTLP receiver and the log is JSON, so each side path that
-could carry a request's text is exercised by every request. Under `privacy.on_pii: local` and
-`mask`, each vector below (every endpoint: chat, legacy completions, embeddings, Anthropic
-messages, a batch) must leave no value in anything the cloud received, in any form: as written,
-NFKC-folded, with separators squeezed out, percent- or entity-decoded, or base64-decoded (two
-layers). Streamed answers (OpenAI's and Anthropic's events) bring the client its own values back,
-restored across events. The same holds for `auto` requests whose local answer fails (a fallback to
-the cloud), fails a cascade's check (an escalation) or is shadowed, with no pii-local rule: the
-privacy guard alone must hold. Nor may a value reach the request log, the audit log, the captured
-samples, the traces or the log. Clean controls on each endpoint and path must reach the cloud, so
-the recording is known to work.
+could carry a request's text is exercised by every request. Under `privacy.on_pii: local`, `mask`
+and `reject`, each vector below (every endpoint: chat, legacy completions, embeddings, Anthropic
+messages, a batch) is answered or refused (`reject`) without leaving any value in anything the
+cloud received, in any form: as written, NFKC-folded, with separators squeezed out, percent- or
+entity-decoded, or base64-decoded (two layers). Streamed answers (OpenAI's and Anthropic's events)
+bring the client its own values back, restored across events. The same holds for `auto` requests
+whose local answer fails (a fallback to the cloud), fails a cascade's check (an escalation) or is
+shadowed, with no pii-local rule: the privacy guard alone must hold. Nor may a value reach the
+request log, the audit log, the captured samples, the traces or the log. Clean controls on each
+endpoint and path must reach the cloud, so the recording is known to work.
 """
 
 from __future__ import annotations
@@ -286,11 +286,12 @@ def stored_rows(database_url: str) -> list[str]:
     return rows
 
 
-def streamed_text(client: httpx.Client, path: str, body: dict[str, Any]) -> str:
-    """The text of a streamed answer: OpenAI's content deltas or Anthropic's text deltas."""
+def streamed_text(client: httpx.Client, path: str, body: dict[str, Any]) -> tuple[int, str]:
+    """The status and text of a streamed answer: OpenAI's content deltas or Anthropic's text
+    deltas."""
     text = []
     with client.stream("POST", path, json=body) as streamed:
-        assert streamed.status_code == 200, path
+        status = streamed.status_code
         for line in streamed.iter_lines():
             if not (line.startswith("data:") and line[5:].strip().startswith("{")):
                 continue
@@ -298,7 +299,7 @@ def streamed_text(client: httpx.Client, path: str, body: dict[str, Any]) -> str:
             for choice in event.get("choices") or []:
                 text.append((choice.get("delta") or {}).get("content") or "")
             text.append((event.get("delta") or {}).get("text") or "")
-    return "".join(text)
+    return status, "".join(text)
 
 
 def received(cloud: FakeUpstream) -> dict[str, Any]:
@@ -306,7 +307,7 @@ def received(cloud: FakeUpstream) -> dict[str, Any]:
     return {"bodies": stats["bodies"], "headers": stats["headers"]}
 
 
-@pytest.mark.parametrize("on_pii", ["local", "mask"])
+@pytest.mark.parametrize("on_pii", ["local", "mask", "reject"])
 def test_no_vector_reaches_the_cloud(
     fakes: tuple[FakeUpstream, FakeUpstream, OtlpReceiver], on_pii: str
 ) -> None:
@@ -345,7 +346,13 @@ def test_no_vector_reaches_the_cloud(
                           "messages": [user(f"echo:my id is {ID}")]},
         }  # fmt: skip
         heard = {path: streamed_text(client, path, body) for path, body in said.items()}
-        assert heard == {"/chat/completions": f"call me at {PHONE}", "/messages": f"my id is {ID}"}
+        if on_pii == "reject":  # refused before a byte is streamed
+            assert heard == {path: (403, "") for path in said}
+        else:
+            assert heard == {
+                "/chat/completions": (200, f"call me at {PHONE}"),
+                "/messages": (200, f"my id is {ID}"),
+            }
         assert leaked(received(cloud)) == []
 
         # a local failure falls back to the cloud, a failed check escalates to it, and every
@@ -396,8 +403,12 @@ def test_no_vector_reaches_the_cloud(
             time.sleep(0.2)
             batch = client.get(f"/batches/{batch['id']}").json()
         assert batch["status"] == "completed", batch
-        output = client.get(f"/files/{batch['output_file_id']}/content").text
-        assert f"call {PHONE}" in output  # the client gets its own value back
+        if on_pii == "reject":
+            errors = client.get(f"/files/{batch['error_file_id']}/content").text
+            assert "personal data" in errors and PHONE not in errors
+        else:
+            output = client.get(f"/files/{batch['output_file_id']}/content").text
+            assert f"call {PHONE}" in output  # the client gets its own value back
         assert leaked(received(cloud)) == []
 
         time.sleep(1.5)  # the writers' and the exporter's batches
