@@ -335,6 +335,8 @@ def test_no_vector_reaches_the_cloud(
         # kept local, masked or refused with a clear 4xx (the local fake takes no images and
         # no token ids): never a 500
         assert all(status != 500 for status in statuses.values()), statuses
+        if on_pii == "reject":
+            assert set(statuses.values()) <= {400, 403}, statuses
 
         # streamed, OpenAI's and Anthropic's way: the cloud sees no value, the client gets its own
         # back (the fakes answer "echo:TEXT" with TEXT, a few characters an event)
