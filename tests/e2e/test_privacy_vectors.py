@@ -416,6 +416,9 @@ def test_no_vector_reaches_the_cloud(
         time.sleep(1.5)  # the writers' and the exporter's batches
         # what thrifty keeps: request and audit logs, captured samples (batch input and output
         # files are the client's own data, kept for it by design)
-        assert leaked(stored_rows(thrifty.database_url)) == []
+        stored, log = stored_rows(thrifty.database_url), thrifty.log_path.read_text("utf-8")
+        spans = [span for span in receiver.spans if span["name"].startswith("chat")]
+        assert len(stored) > len(VECTORS) and spans and '"request_id"' in log  # all were written
+        assert leaked(stored) == []
         assert leaked(receiver.spans) == []
-        assert leaked(thrifty.log_path.read_text(errors="replace")) == []  # the whole log
+        assert leaked(log) == []  # the whole JSON log
