@@ -25,7 +25,7 @@ from thrifty.gateway.pii_request import (
     scan_request,
     unmask_tree,
 )
-from thrifty.gateway.privacy import PIIScan, PrivacyGuard
+from thrifty.gateway.privacy import PIIScan, PrivacyGuard, scan_kinds
 
 ID = "110105199003071239"
 PHONE = "13812345678"
@@ -433,3 +433,33 @@ def test_a_value_cut_into_three_strings_is_found_and_kept_local_under_mask(
 def test_a_number_field_is_read_as_written(detector: PIIDetector, number: float) -> None:
     """A JavaScript client may send any number as a float: 13812345678.0 is the phone."""
     assert scan_request(detector, chat(metadata={"n": number})).kinds == {"phone"}
+
+
+def test_one_long_string_cannot_hold_the_scan_past_its_deadline() -> None:
+    """The deadline is checked inside the loops that run long on one text (digit groups,
+    addresses), not only between strings: a late scan ends in ScanTimeout (kept local)."""
+    import time
+
+    from thrifty.gateway._pii_rules import DEADLINE, ScanTimeout
+
+    detector = PIIDetector()
+    spam = ["1 " * 5000, "北京市朝阳区建国路88号 " * 200, "1.1.1.1 " * 2000]
+    for text in spam:
+        token = DEADLINE.set(time.perf_counter() - 1)  # already past
+        try:
+            with pytest.raises(ScanTimeout):
+                detector.kinds_in(text)
+        finally:
+            DEADLINE.reset(token)
+        assert detector.kinds_in(text) == set()  # no deadline: scanned whole, nothing half-kept
+    plain = "Where is my parcel? " * 100  # nothing that loops: the check costs nothing there
+    token = DEADLINE.set(time.perf_counter() - 1)
+    try:
+        assert detector.kinds_in(plain) == set()
+    finally:
+        DEADLINE.reset(token)
+    found = scan_kinds(
+        detector, {"messages": [{"role": "user", "content": spam[0]}]}, 0.0, "local", "r1"
+    )
+    assert found == {SCAN_FAILED}
+    assert DEADLINE.get() is None  # the scan's deadline ends with the scan

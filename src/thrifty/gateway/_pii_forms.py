@@ -72,6 +72,7 @@ _IPV4_SHAPE = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 def iter_joined_digits(folded: str, kinds: frozenset[str]) -> Iterator[Span]:
     """IDs, mobiles, cards and SSNs whose digits are split into groups of any size."""
     for run in _GROUP_RUN.finditer(folded):
+        rules.check_deadline()  # a text of a million digit groups is a million runs
         raw = run.group()
         if len(raw.translate(_NOT_DIGITS)) < 9 or _IPV4_SHAPE.fullmatch(
             raw
@@ -88,22 +89,26 @@ _LENGTHS = frozenset({9, 11, 15, 16, 17, 18, 19})
 def _windows(folded: str, groups: list[tuple[int, int]], kinds: frozenset[str]) -> Iterator[Span]:
     """Every stretch of two or more consecutive groups whose digits make a kind."""
     pieces = [folded[start:end] for start, end in groups]
-    offsets = [0]
-    for piece in pieces:
-        offsets.append(offsets[-1] + len(piece))
-    joined = "".join(pieces)
+    sizes = [len(piece) for piece in pieces]
     count = len(groups)
     for first in range(count):
+        length = sizes[first]
+        few = length  # the smallest group in the stretch
+        digits = pieces[first]
+        x_inside = False  # an X before the stretch's last group: no kind has one there
         for last in range(first + 1, count):
-            length = offsets[last + 1] - offsets[first]
+            size = sizes[last]
+            length += size
             if length > 19:
                 break
-            if length not in _LENGTHS or "X" in joined[offsets[first] : offsets[last]].upper():
+            few = min(few, size)
+            x_inside = x_inside or digits[-1] in "Xx"
+            digits += pieces[last]
+            if length not in _LENGTHS or x_inside:
                 continue
-            digits = joined[offsets[first] : offsets[last + 1]]
-            sizes = [len(piece) for piece in pieces[first : last + 1]]
             start = groups[first][0]
-            kind = _judge(digits, sizes, folded, start, kinds, last < count - 1)
+            stretch = sizes[first : last + 1]
+            kind = _judge(digits, stretch, few, folded, start, kinds, last < count - 1)
             if kind is not None:
                 yield kind, start, groups[last][1]
 
@@ -111,6 +116,7 @@ def _windows(folded: str, groups: list[tuple[int, int]], kinds: frozenset[str]) 
 def _judge(
     digits: str,
     sizes: list[int],
+    few: int,
     folded: str,
     start: int,
     kinds: frozenset[str],
@@ -119,8 +125,7 @@ def _judge(
     """The kind of joined digits, or None. Group sizes keep tables of small numbers out."""
     length = len(digits)
     # digit by digit (1 3 8 …), or groups of a few digits each as people write them
-    spelled = all(size == 1 for size in sizes)
-    few = min(sizes)
+    spelled = max(sizes) == 1
     if (
         length == 18
         and rules.ID_CARD in kinds

@@ -75,6 +75,7 @@ def _walk_back(text: str, anchor: int) -> int:
 
 def iter_zh(folded: str, load_segmenter: Callable[[], Segment | None]) -> Iterator[Span]:
     for anchor in _ZH_STREET_NUMBER.finditer(folded):
+        rules.check_deadline()  # each address may be segmented: a long list of them is slow
         start = _walk_back(folded, anchor.start())
         end = anchor.end()
         unit = _ZH_UNIT.match(folded, end)
@@ -244,6 +245,7 @@ _NOT_A_PERSON = frozenset(
 
 def iter_en(folded: str) -> Iterator[Span]:
     for street in _EN_STREET.finditer(folded):
+        rules.check_deadline()
         start, end = street.start(), street.end()
         unit = _EN_UNIT.match(folded, end)
         if unit is not None:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import ipaddress
 import operator
 import re
+import time
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -42,6 +44,24 @@ ALL_KINDS = frozenset(
 CARD_KINDS = frozenset({BANK_CARD, CREDIT_CARD})
 
 Span = tuple[str, int, int]  # (kind, start, end) in folded == original offsets
+
+# --- the scan's deadline -------------------------------------------------------------------------
+
+# Set by the request scan (`pii_request.scan_request`) for its duration: the loops that can run
+# long on one text (digit groups, addresses) check it, so a single long string cannot hold the
+# event loop past `privacy.scan_timeout_ms` (a late scan keeps the request off clouds).
+DEADLINE: ContextVar[float | None] = ContextVar("thrifty_pii_deadline", default=None)
+
+
+class ScanTimeout(Exception):
+    """The scan ran past its deadline (the request is then kept off clouds)."""
+
+
+def check_deadline() -> None:
+    deadline = DEADLINE.get()
+    if deadline is not None and time.perf_counter() > deadline:
+        raise ScanTimeout
+
 
 # --- full-width folding --------------------------------------------------------------------------
 
@@ -303,14 +323,14 @@ def ipv4_ok(raw: str) -> bool:
     return any(len(octet) > 1 for octet in octets)
 
 
+_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # a digit doubled, its two digits added
+
+
 def luhn_ok(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if index % 2:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10 == 0
+    # from the right: every other digit as it is, the ones between doubled (loops in C)
+    kept = sum(map(int, digits[-1::-2]))
+    doubled = sum(map(_DOUBLED.__getitem__, map(int, digits[-2::-2])))
+    return (kept + doubled) % 10 == 0
 
 
 def credit_scheme(digits: str) -> bool:

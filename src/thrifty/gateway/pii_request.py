@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from thrifty.gateway._pii_rules import DEADLINE, ScanTimeout
 from thrifty.gateway.pii import PIIDetector, Placeholders, StreamUnmasker, unmask
 
 UNSCANNABLE = "unscannable"  # a pseudo-kind: content no text scan can clear
@@ -173,10 +174,6 @@ _BOUNDARY = 40  # characters each side of a boundary between two strings scanned
 Path = tuple[str | int, ...]
 
 
-class ScanTimeout(Exception):
-    """The scan ran past its deadline (the request is then kept off clouds)."""
-
-
 @dataclass(slots=True)
 class Leaf:
     """One scannable value: where it is, its text, and whether it may be rewritten."""
@@ -268,9 +265,23 @@ def scan_request(
 ) -> RequestScan:
     """The kinds anywhere in the body, across string boundaries too; raises ScanTimeout.
 
-    `deadline` is a `time.perf_counter()` value, checked between strings. `known`: identifiers
-    the operator configured (the model names served), skipped where an identifier belongs.
+    `deadline` is a `time.perf_counter()` value, checked between strings and inside the loops
+    that can run long on one string. `known`: identifiers the operator configured (the model
+    names served), skipped where an identifier belongs.
     """
+    token = DEADLINE.set(deadline)
+    try:
+        return _scan(detector, body, deadline, known)
+    finally:
+        DEADLINE.reset(token)
+
+
+def _scan(
+    detector: PIIDetector,
+    body: Mapping[str, Any],
+    deadline: float | None,
+    known: frozenset[str],
+) -> RequestScan:
     texts, unscannable = _scan_texts(body, known)
     result = RequestScan(unscannable=unscannable)
     found = result.kinds
