@@ -136,6 +136,9 @@ def config(
         ],
         "router": {"rules": [{"name": "cloud", "target": "deepseek-chat"}]},
         "cache": {"enabled": False},
+        # the cost column is marginal: local answers priced by their electricity, as routing
+        # compares (the gateway's default, fully_loaded, adds the machine's depreciation)
+        "costs": {"local_basis": "marginal"},
         "store": {"flush_interval_s": 0.1},
         "privacy": {"on_pii": "mask"},
         "autopilot": {
