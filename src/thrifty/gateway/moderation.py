@@ -118,7 +118,8 @@ class Moderation(Stage):
             return None
         found: list[tuple[str, list[Hit]]] = []
         for text in _request_texts(ctx.body):
-            hits = self._scan_input(text)
+            long = len(text) >= self._scan_input.min_chars  # a short one: scanned, not hashed
+            hits = self._scan_input(text) if long else self.input.scan(text)
             if hits:
                 found.append((text, list(hits)))
         if not found:
