@@ -320,13 +320,7 @@ class FakeUpstreamApp:
 
     async def _embeddings(self, receive: Receive, send: Send) -> None:
         """Record the body; one small vector per input (its length), float."""
-        raw = await _read_body(receive)
-        self.requests += 1
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = None
-        self.bodies.append(body if body is not None else raw.decode("utf-8", "replace"))
+        body = await self._recorded(receive)
         given = body.get("input") if isinstance(body, dict) else None
         if given is None:
             await _respond(
@@ -359,7 +353,8 @@ class FakeUpstreamApp:
     async def _completions(self, receive: Receive, send: Send) -> None:
         await self._complete("completions", receive, send)
 
-    async def _complete(self, endpoint: str, receive: Receive, send: Send) -> None:
+    async def _recorded(self, receive: Receive) -> Any:
+        """The request's JSON body (None when it is not JSON), counted and recorded as sent."""
         raw = await _read_body(receive)
         self.requests += 1
         try:
@@ -367,6 +362,10 @@ class FakeUpstreamApp:
         except orjson.JSONDecodeError:
             body = None
         self.bodies.append(body if body is not None else raw.decode("utf-8", "replace"))
+        return body
+
+    async def _complete(self, endpoint: str, receive: Receive, send: Send) -> None:
+        body = await self._recorded(receive)
         if not isinstance(body, dict):
             message = "the request body is not a JSON object"
             await _respond(send, 400, _error_body(message, "invalid_request_error", "bad_json"))
